@@ -1,0 +1,213 @@
+//! Starting and stopping a whole agent: detect resources, load the eBPF probes (refusing to
+//! start without them), start the executor pool, then the link to the master.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use fleet_proto::ids::AgentId;
+use fleet_proto::messages::agent::{AgentInfo, Usage};
+use fleet_proto::resources::{Attributes, Resources};
+use fleet_proto::tls::CertifiedKey;
+use tokio::sync::watch;
+
+use crate::detect::{self, MachineResources};
+use crate::ebpf::UsageProbes;
+use crate::error::AgentError;
+use crate::executors::{Executors, ExecutorsConfig};
+use crate::link::{self, LinkConfig, Parts};
+use crate::tasks::Tasks;
+
+/// Everything needed to start an agent.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub masters: Vec<SocketAddr>,
+    pub work_dir: PathBuf,
+    /// Resources given on the command line; they replace detected ones of the same name.
+    pub resources: Option<Resources>,
+    pub attributes: Attributes,
+    pub hostname: Option<String>,
+    pub ca_pem: String,
+    pub identity: CertifiedKey,
+    /// The cgroup under which containers are made; also names the bpffs pin directory.
+    pub cgroup_root: String,
+    /// Where to look for /dev/nvidia* GPU devices (default /dev).
+    pub gpu_devices: Option<PathBuf>,
+    /// Executors to run; default one per core.
+    pub cores: Option<usize>,
+}
+
+/// A running agent.
+pub struct AgentHandle {
+    work_dir: PathBuf,
+    stop: watch::Sender<bool>,
+    link: Option<JoinHandle<()>>,
+    executors: Arc<Executors>,
+    registered: watch::Receiver<Option<AgentId>>,
+    resources: Resources,
+}
+
+impl AgentHandle {
+    pub fn work_dir(&self) -> &Path {
+        &self.work_dir
+    }
+
+    /// The resources this agent offers.
+    pub fn resources(&self) -> &Resources {
+        &self.resources
+    }
+
+    /// Waits up to `timeout` for the first registration; returns the agent id.
+    pub fn wait_registered(&self, timeout: Duration) -> Option<AgentId> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(id) = self.registered.borrow().clone() {
+                return Some(id);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the link, kills every container and removes their cgroups.
+    pub fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(link) = self.link.take() {
+            let _ = link.join();
+        }
+        let executors = self.executors.clone();
+        let done = std::thread::spawn(move || {
+            futures::executor::block_on(executors.shutdown(Duration::from_secs(2)))
+        })
+        .join();
+        if let Ok(Err(e)) = done {
+            tracing::warn!("agent shutdown: {e}");
+        }
+    }
+}
+
+/// The machine's resources in Mesos' vocabulary, with `--resources` taking precedence per name.
+pub fn offered_resources(
+    machine: &MachineResources,
+    flag: Option<&Resources>,
+) -> Result<Resources, AgentError> {
+    let mut text = format!(
+        "cpus:{};mem:{};disk:{}",
+        machine.cpus, machine.mem_mb, machine.disk_mb
+    );
+    if !machine.ports.is_empty() {
+        let ranges: Vec<String> = machine
+            .ports
+            .iter()
+            .map(|(b, e)| format!("{b}-{e}"))
+            .collect();
+        text.push_str(&format!(";ports:[{}]", ranges.join(",")));
+    }
+    if !machine.gpus.is_empty() {
+        text.push_str(&format!(";gpus:{}", machine.gpus.len()));
+    }
+    let detected = Resources::parse(&text)
+        .map_err(|e| AgentError::Config(format!("detected resources '{text}': {e}")))?;
+    let Some(flag) = flag else {
+        return Ok(detected);
+    };
+    let given: Vec<&str> = flag.iter().map(|r| r.name.as_str()).collect();
+    let mut out = detected.filter(|r| !given.contains(&r.name.as_str()));
+    out.add(flag);
+    Ok(out)
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Starts an agent. It refuses to start when a required eBPF program cannot load or the
+/// cgroup hierarchy cannot be used, naming the reason.
+pub fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
+    if config.masters.is_empty() {
+        return Err(AgentError::Config("no master address given".into()));
+    }
+    std::fs::create_dir_all(&config.work_dir).map_err(|source| AgentError::Sandbox {
+        path: config.work_dir.clone(),
+        source,
+    })?;
+    let dev = config
+        .gpu_devices
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/dev"));
+    let machine = detect::detect(&config.work_dir, &dev)?;
+    let resources = offered_resources(&machine, config.resources.as_ref())?;
+
+    let probes = Arc::new(UsageProbes::load(&config.cgroup_root)?);
+    let hook_probes = probes.clone();
+    let executors_config = ExecutorsConfig {
+        cores: config.cores,
+        cgroup_root: config.cgroup_root.clone(),
+        ..ExecutorsConfig::default()
+    }
+    .with_hook(Box::new(move |cgroup_id| {
+        hook_probes.track(cgroup_id).map_err(|e| e.to_string())
+    }));
+    let (executors, events) = Executors::start(executors_config)?;
+    let executors = Arc::new(executors);
+
+    let hostname = config.hostname.clone().unwrap_or_else(hostname);
+    let info = AgentInfo {
+        hostname,
+        http_address: String::new(),
+        resources: resources.clone(),
+        attributes: config.attributes.clone(),
+    };
+    tracing::info!(resources = %resources, "agent starting");
+    let (registered_tx, registered) = watch::channel(None);
+    let parts = Parts {
+        executors: executors.clone(),
+        probes,
+        events,
+        tasks: Tasks::new(AgentId::new(""), config.work_dir.clone()),
+        cgroups: Default::default(),
+        ended: Usage::default(),
+        registered: registered_tx,
+    };
+    let link_config = LinkConfig {
+        masters: config.masters.clone(),
+        ca_pem: config.ca_pem.clone(),
+        identity: config.identity.clone(),
+        info,
+    };
+    let (stop, stop_rx) = watch::channel(false);
+    let link = std::thread::Builder::new()
+        .name("fleet-link".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!("cannot start the link runtime: {e}");
+                    return;
+                }
+            };
+            rt.block_on(link::run(link_config, parts, stop_rx));
+        })
+        .map_err(|source| AgentError::Thread {
+            what: "link",
+            source,
+        })?;
+    Ok(AgentHandle {
+        work_dir: config.work_dir,
+        stop,
+        link: Some(link),
+        executors,
+        registered,
+        resources,
+    })
+}

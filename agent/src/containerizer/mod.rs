@@ -1,0 +1,62 @@
+//! Containers: a command run in its own sandbox directory and cgroup(s), with its output
+//! in `<sandbox>/stdout` and `<sandbox>/stderr`, supervised until it terminates.
+//!
+//! How a container runs, all on the glommio executor that owns it:
+//! - its cgroups are created and limited first, then a hook sees the cgroup2 id (so BPF
+//!   programs know the container before any of its code runs), then the process is forked;
+//!   the child writes itself into every `cgroup.procs` and calls `setsid` before `exec`
+//!   (`spawn.rs`), so the command never runs outside its cgroups and survives the agent;
+//! - stdout and stderr are the child ends of two Unix socket pairs, not pipes: glommio 0.9
+//!   reads only sockets (`glommio::net::UnixStream`, readiness through an io_uring poll and
+//!   `recv`), it has no pipe type, and its files need seekable fds. The executor copies them
+//!   into the sandbox files with glommio's `BufferedFile` (io_uring writes) (`logs.rs`);
+//! - exit is observed through a pidfd (`supervise.rs`): an io_uring poll on it completes
+//!   when the process exits, then `waitid(P_PIDFD)` reaps it. No thread blocks and nothing
+//!   polls on a timer;
+//! - what a termination means for the task is a pure function (`lifecycle.rs`).
+
+mod lifecycle;
+mod logs;
+mod run;
+mod spawn;
+mod supervise;
+
+use std::path::PathBuf;
+
+pub use crate::cgroups::Limits;
+pub use lifecycle::{Outcome, outcome};
+pub use run::{CgroupHook, ContainerEvent, KillRequest, LaunchContext, run_container};
+pub use spawn::{Process, spawn};
+
+/// What to run and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandSpec {
+    /// `true`: run `value` with `sh -c`; `false`: exec `value` with `arguments`.
+    pub shell: bool,
+    pub value: String,
+    pub arguments: Vec<String>,
+}
+
+/// A container to launch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSpec {
+    /// Unique on this agent; names its cgroup directories.
+    pub container_id: String,
+    /// The working directory, created if missing; holds `stdout` and `stderr`.
+    pub sandbox: PathBuf,
+    pub command: CommandSpec,
+    /// Environment of the command, on top of PATH, FLEET_SANDBOX and MESOS_SANDBOX.
+    pub env: Vec<(String, String)>,
+    pub limits: Limits,
+}
+
+/// How a container's main process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Termination {
+    /// The exit status, when it exited.
+    pub exit_code: Option<i32>,
+    /// The signal that killed it, when one did.
+    pub signal: Option<i32>,
+    /// Whether the kernel's OOM killer killed a task of the container.
+    pub oom_killed: bool,
+}

@@ -1,0 +1,157 @@
+//! Forks a container's process into its cgroups: the child joins every cgroup and starts
+//! its own session before `exec`, so the command never runs unisolated and outlives the
+//! agent. Also opens the pidfd that supervises it.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use crate::containerizer::ContainerSpec;
+use crate::error::AgentError;
+
+/// PATH of a container that does not set its own.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A failure to join cgroup file `i` is sent from the child as errno + `(i + 1) << 16`:
+/// std passes only an i32 from `pre_exec` to the parent, and errno values stay below 4096.
+const JOIN_ERR_SHIFT: u32 = 16;
+
+/// A started container process.
+#[derive(Debug)]
+pub struct Process {
+    pub pid: i32,
+    /// Readable when the process exits; `waitid(P_PIDFD)` reaps it.
+    pub pidfd: OwnedFd,
+    /// The reading ends of the child's stdout and stderr sockets.
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+fn spawn_err(spec: &ContainerSpec, reason: impl ToString) -> AgentError {
+    AgentError::Spawn {
+        container_id: spec.container_id.clone(),
+        command: spec.command.value.clone(),
+        reason: reason.to_string(),
+    }
+}
+
+fn socket_pair(spec: &ContainerSpec) -> Result<(OwnedFd, OwnedFd), AgentError> {
+    let (parent, child) =
+        UnixStream::pair().map_err(|e| spawn_err(spec, format!("socketpair: {e}")))?;
+    Ok((parent.into(), child.into()))
+}
+
+fn command(spec: &ContainerSpec) -> Command {
+    let mut cmd = if spec.command.shell {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg(&spec.command.value);
+        cmd
+    } else {
+        let mut cmd = Command::new(&spec.command.value);
+        cmd.args(&spec.command.arguments);
+        cmd
+    };
+    cmd.current_dir(&spec.sandbox)
+        .env_clear()
+        .env("PATH", DEFAULT_PATH)
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .env("FLEET_SANDBOX", &spec.sandbox)
+        .env("MESOS_SANDBOX", &spec.sandbox)
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs in the forked child before exec: only async-signal-safe calls (open, write, close,
+/// setsid), no allocation. Writing "0" to cgroup.procs moves the writing process.
+fn join_cgroups_and_detach(procs_files: &[CString]) -> io::Result<()> {
+    for (i, path) in procs_files.iter().enumerate() {
+        // SAFETY: `path` is a valid NUL-terminated string; the fd is closed below.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        // SAFETY: writes one byte from a static buffer to the fd just opened.
+        let written = (fd >= 0).then(|| unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) });
+        let errno = io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
+        if fd >= 0 {
+            // SAFETY: closes the fd opened above, once.
+            unsafe { libc::close(fd) };
+        }
+        if written != Some(1) {
+            let index = i32::try_from(i + 1).unwrap_or(i32::MAX >> JOIN_ERR_SHIFT);
+            return Err(io::Error::from_raw_os_error(
+                errno | (index << JOIN_ERR_SHIFT),
+            ));
+        }
+    }
+    // SAFETY: setsid has no preconditions; it fails only for a group leader, which a
+    // freshly forked child is not.
+    if unsafe { libc::setsid() } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Starts `spec`'s command in the cgroups whose `cgroup.procs` files are `procs_files`.
+/// Either the process runs inside all of them, or it never ran: an error names the file it
+/// could not join, or why the command could not start.
+pub fn spawn(spec: &ContainerSpec, procs_files: &[PathBuf]) -> Result<Process, AgentError> {
+    let paths = procs_files
+        .iter()
+        .map(|p| CString::new(p.as_os_str().as_bytes()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| spawn_err(spec, format!("cgroup path with a NUL byte: {e}")))?;
+    let (stdout, child_stdout) = socket_pair(spec)?;
+    let (stderr, child_stderr) = socket_pair(spec)?;
+    let mut cmd = command(spec);
+    cmd.stdout(Stdio::from(child_stdout))
+        .stderr(Stdio::from(child_stderr));
+    // SAFETY: the closure only makes async-signal-safe calls (see join_cgroups_and_detach).
+    unsafe { cmd.pre_exec(move || join_cgroups_and_detach(&paths)) };
+    let spawned = cmd.spawn();
+    // Drop our copies of the child's ends now, or the logs would never see end-of-file.
+    drop(cmd);
+    let child = spawned.map_err(|e| match e.raw_os_error() {
+        Some(code) if code >> JOIN_ERR_SHIFT > 0 => {
+            let index = usize::try_from((code >> JOIN_ERR_SHIFT) - 1).unwrap_or(usize::MAX);
+            let errno = code & ((1 << JOIN_ERR_SHIFT) - 1);
+            AgentError::Cgroup {
+                op: "join",
+                path: procs_files.get(index).cloned().unwrap_or_default(),
+                source: io::Error::from_raw_os_error(errno),
+            }
+        }
+        _ => spawn_err(spec, e),
+    })?;
+    let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
+    let pidfd = match pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) => {
+            // Unsupervised processes are not allowed: kill it and reap it here.
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(spawn_err(spec, format!("pidfd_open (Linux 5.3+): {e}")));
+        }
+    };
+    Ok(Process {
+        pid,
+        pidfd,
+        stdout,
+        stderr,
+    })
+}

@@ -1,0 +1,277 @@
+//! `UsageProbes`: the loaded, attached usage-accounting programs and their pinned
+//! per-cgroup counters map.
+
+use std::{
+    io,
+    os::unix::ffi::OsStrExt as _,
+    path::{Path, PathBuf},
+    sync::{Mutex, PoisonError},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{MapData, MapError, MapInfo, MapType, PerCpuHashMap, PerCpuValues},
+    programs::TracePoint,
+};
+use fleet_ebpf_common::{CGROUP_COUNTERS_MAP, CgroupCounters, MAX_TRACKED_CGROUPS};
+
+use super::{
+    error::{EbpfError, reason},
+    fs::{BPFFS_ROOT, ensure_bpffs, ensure_pin_dir, ensure_tracefs},
+};
+
+/// The object built from ebpf/ by build.rs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fleet-ebpf"));
+
+/// The program counting bytes written, and the syscall exits it is attached to.
+const BYTES_WRITTEN_PROGRAM: &str = "count_bytes_written";
+const WRITE_EXITS: [&str; 5] = [
+    "sys_exit_write",
+    "sys_exit_pwrite64",
+    "sys_exit_writev",
+    "sys_exit_pwritev",
+    "sys_exit_pwritev2",
+];
+
+/// `BPF_F_NO_PREALLOC`, as the kernel program declares the counters map.
+const NO_PREALLOC: u32 = 1;
+/// `BPF_NOEXIST`: insert only if the key is absent.
+const BPF_NOEXIST: u64 = 1;
+
+/// The default pin directory of an agent instance: `/sys/fs/bpf/fleet/<instance>`.
+pub fn default_pin_dir(instance: &str) -> Result<PathBuf, EbpfError> {
+    let invalid = |why| EbpfError::InvalidInstance {
+        name: instance.to_owned(),
+        why,
+    };
+    if instance.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    if instance == "." || instance == ".." || instance.contains(['/', '\0']) {
+        return Err(invalid(
+            "it must be one path component (no '/', NUL, '.' or '..')",
+        ));
+    }
+    Ok(Path::new(BPFFS_ROOT).join("fleet").join(instance))
+}
+
+/// The usage-accounting programs, attached, and their counters map, pinned in bpffs so
+/// counts survive an agent restart.
+///
+/// Only tracked cgroups are counted: [`track`](Self::track) adds a cgroup2 id to the map,
+/// [`untrack`](Self::untrack) removes it and its counts. Programs detach when this is
+/// dropped; the pinned map (and its counts) stays until [`unpin`](Self::unpin).
+pub struct UsageProbes {
+    pin_dir: PathBuf,
+    nr_cpus: usize,
+    counters: Mutex<PerCpuHashMap<MapData, u64, CgroupCounters>>,
+    /// Owns the programs and their links; dropping it detaches them.
+    _object: Mutex<Ebpf>,
+}
+
+impl std::fmt::Debug for UsageProbes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UsageProbes")
+            .field("pin_dir", &self.pin_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UsageProbes {
+    /// Loads and attaches the programs for agent instance `instance`, pinning (or reusing)
+    /// its maps in [`default_pin_dir`]. Mounts bpffs and tracefs when they are absent.
+    pub fn load(instance: &str) -> Result<Self, EbpfError> {
+        Self::load_pinned_in(&default_pin_dir(instance)?)
+    }
+
+    /// Like [`load`](Self::load), with the maps pinned in `pin_dir`, which must be on bpffs
+    /// (it is created if missing). Maps already pinned there by an earlier run are reused
+    /// with their contents, unless their shape no longer matches the programs' (then they
+    /// are replaced, and the old counts are lost).
+    pub fn load_pinned_in(pin_dir: &Path) -> Result<Self, EbpfError> {
+        if pin_dir.as_os_str().as_bytes().contains(&0) {
+            return Err(EbpfError::PinDir {
+                path: pin_dir.to_owned(),
+                reason: "the path contains a NUL byte".into(),
+            });
+        }
+        ensure_bpffs()?;
+        ensure_tracefs()?;
+        ensure_pin_dir(pin_dir)?;
+        replace_stale_pin(&pin_dir.join(CGROUP_COUNTERS_MAP))?;
+
+        let mut object = EbpfLoader::new()
+            .default_map_pin_directory(pin_dir)
+            .load(OBJECT)
+            .map_err(|e| EbpfError::Load {
+                pin_dir: pin_dir.to_owned(),
+                reason: reason(&e),
+            })?;
+        attach_write_exits(&mut object)?;
+
+        let map_error = |action: &str, reason: String| EbpfError::Map {
+            map: CGROUP_COUNTERS_MAP,
+            action: action.to_owned(),
+            reason,
+        };
+        let map = object
+            .take_map(CGROUP_COUNTERS_MAP)
+            .ok_or_else(|| map_error("find", "absent from the eBPF object".into()))?;
+        let counters = PerCpuHashMap::try_from(map).map_err(|e| map_error("open", reason(&e)))?;
+        let nr_cpus = aya::util::nr_cpus()
+            .map_err(|(file, e)| map_error("count CPUs", format!("{file}: {e}")))?;
+
+        Ok(Self {
+            pin_dir: pin_dir.to_owned(),
+            nr_cpus,
+            counters: Mutex::new(counters),
+            _object: Mutex::new(object),
+        })
+    }
+
+    /// The bpffs directory holding this instance's pinned maps.
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// Starts counting for the cgroup with this cgroup2 id (see
+    /// [`cgroup_id_of`](super::cgroup_id_of)). Counts already held for it (from before an
+    /// agent restart) are kept.
+    pub fn track(&self, cgroup_id: u64) -> Result<(), EbpfError> {
+        let zeros = PerCpuValues::try_from(vec![CgroupCounters::default(); self.nr_cpus])
+            .map_err(|e| self.map_error(format!("track cgroup {cgroup_id}"), &e))?;
+        let result = self.lock().insert(cgroup_id, zeros, BPF_NOEXIST);
+        match result {
+            Err(e) if os_error(&e) == Some(libc::EEXIST) => Ok(()),
+            other => other.map_err(|e| self.map_error(format!("track cgroup {cgroup_id}"), &e)),
+        }
+    }
+
+    /// Stops counting for this cgroup and forgets its counts. Untracking a cgroup that is
+    /// not tracked does nothing.
+    pub fn untrack(&self, cgroup_id: u64) -> Result<(), EbpfError> {
+        match self.lock().remove(&cgroup_id) {
+            Err(e) if is_absent(&e) => Ok(()),
+            other => other.map_err(|e| self.map_error(format!("untrack cgroup {cgroup_id}"), &e)),
+        }
+    }
+
+    /// The counts of a tracked cgroup, summed over CPUs; `None` when it is not tracked.
+    pub fn counters(&self, cgroup_id: u64) -> Result<Option<CgroupCounters>, EbpfError> {
+        match self.lock().get(&cgroup_id, 0) {
+            Ok(per_cpu) => Ok(Some(
+                per_cpu
+                    .iter()
+                    .fold(CgroupCounters::default(), |sum, cpu| sum.plus(*cpu)),
+            )),
+            Err(e) if is_absent(&e) => Ok(None),
+            Err(e) => Err(self.map_error(format!("read cgroup {cgroup_id}"), &e)),
+        }
+    }
+
+    /// The cgroup2 ids being tracked (after a restart: those tracked before it).
+    pub fn tracked(&self) -> Result<Vec<u64>, EbpfError> {
+        self.lock()
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.map_error("list tracked cgroups".into(), &e))
+    }
+
+    /// Detaches the programs and removes the pinned maps (and the pin directory if that
+    /// leaves it empty): the counts are gone for good.
+    pub fn unpin(self) -> Result<(), EbpfError> {
+        let pin = self.pin_dir.join(CGROUP_COUNTERS_MAP);
+        let dir = self.pin_dir.clone();
+        drop(self);
+        match std::fs::remove_file(&pin) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(EbpfError::PinDir {
+                    path: pin,
+                    reason: format!("cannot remove the pin: {e}"),
+                });
+            }
+            _ => {}
+        }
+        // Another map pinned there by hand keeps the directory; that is not an error.
+        let _ = std::fs::remove_dir(&dir);
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PerCpuHashMap<MapData, u64, CgroupCounters>> {
+        self.counters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn map_error(&self, action: String, error: &dyn std::error::Error) -> EbpfError {
+        EbpfError::Map {
+            map: CGROUP_COUNTERS_MAP,
+            action,
+            reason: reason(error),
+        }
+    }
+}
+
+fn attach_write_exits(object: &mut Ebpf) -> Result<(), EbpfError> {
+    let program_error = |reason: String| EbpfError::Program {
+        program: BYTES_WRITTEN_PROGRAM,
+        reason,
+    };
+    let program: &mut TracePoint = object
+        .program_mut(BYTES_WRITTEN_PROGRAM)
+        .ok_or_else(|| program_error("absent from the eBPF object".into()))?
+        .try_into()
+        .map_err(|e| program_error(reason(&e)))?;
+    program.load().map_err(|e| program_error(reason(&e)))?;
+    for exit in WRITE_EXITS {
+        program
+            .attach("syscalls", exit)
+            .map_err(|e| EbpfError::Attach {
+                tracepoint: format!("syscalls/{exit}"),
+                reason: reason(&e),
+            })?;
+    }
+    Ok(())
+}
+
+/// A map pinned by an older agent whose shape differs from the programs' would make the
+/// load fail (or, worse, be read with the wrong layout): remove it so a fresh one is made.
+fn replace_stale_pin(pin: &Path) -> Result<(), EbpfError> {
+    if !pin.exists() {
+        return Ok(());
+    }
+    let info = MapInfo::from_pin(pin).map_err(|e| EbpfError::Map {
+        map: CGROUP_COUNTERS_MAP,
+        action: format!("open pinned {}", pin.display()),
+        reason: reason(&e),
+    })?;
+    let expected_value = std::mem::size_of::<CgroupCounters>();
+    let matches = matches!(info.map_type(), Ok(MapType::PerCpuHash))
+        && usize::try_from(info.key_size()) == Ok(std::mem::size_of::<u64>())
+        && usize::try_from(info.value_size()) == Ok(expected_value)
+        && info.max_entries() == MAX_TRACKED_CGROUPS
+        && info.map_flags() == NO_PREALLOC;
+    if matches {
+        return Ok(());
+    }
+    tracing::warn!(
+        pin = %pin.display(),
+        key_size = info.key_size(),
+        value_size = info.value_size(),
+        max_entries = info.max_entries(),
+        "pinned counters map has another shape than the programs; replacing it (its counts are lost)"
+    );
+    std::fs::remove_file(pin).map_err(|e| EbpfError::PinDir {
+        path: pin.to_owned(),
+        reason: format!("cannot remove the stale pin: {e}"),
+    })
+}
+
+fn os_error(error: &MapError) -> Option<i32> {
+    match error {
+        MapError::SyscallError(e) => e.io_error.raw_os_error(),
+        _ => None,
+    }
+}
+
+fn is_absent(error: &MapError) -> bool {
+    matches!(error, MapError::KeyNotFound) || os_error(error) == Some(libc::ENOENT)
+}

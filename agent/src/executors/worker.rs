@@ -1,0 +1,133 @@
+//! One pinned glommio executor: receives commands, runs each of its containers as a local
+//! task, and answers usage queries for them.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::channel::oneshot;
+
+use crate::cgroups::{ContainerCgroup, ContainerUsage};
+use crate::containerizer::{ContainerSpec, KillRequest, LaunchContext, run_container};
+
+/// What the handle asks of an executor.
+pub(crate) enum Command {
+    Launch(ContainerSpec),
+    Kill {
+        container_id: String,
+        grace: Duration,
+    },
+    /// Usage of the named containers, or of all when `None`.
+    Usage {
+        container_ids: Option<Vec<String>>,
+        reply: flume::Sender<Vec<(String, ContainerUsage)>>,
+    },
+    /// Kill every container, wait for all of them to end, then stop.
+    Shutdown {
+        grace: Duration,
+        reply: flume::Sender<()>,
+    },
+}
+
+/// Which executor owns each container; shared with the handle, which adds entries, while
+/// the owning executor removes them just before the container's final event.
+pub(crate) type Placement = Arc<Mutex<HashMap<String, usize>>>;
+
+pub(crate) fn forget(placement: &Placement, container_id: &str) {
+    placement
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(container_id);
+}
+
+struct Container {
+    cgroup: ContainerCgroup,
+    kill: Option<oneshot::Sender<KillRequest>>,
+}
+
+type Containers = Rc<RefCell<HashMap<String, Container>>>;
+
+const SHUTDOWN_POLL: Duration = Duration::from_millis(10);
+
+/// Serves `commands` until a `Shutdown` (or until the handle is dropped, which leaves the
+/// containers running, as an agent restart would).
+pub(crate) async fn serve(
+    commands: flume::Receiver<Command>,
+    ctx: Rc<LaunchContext>,
+    placement: Placement,
+) {
+    let containers: Containers = Rc::default();
+    while let Ok(command) = commands.recv_async().await {
+        match command {
+            Command::Launch(spec) => launch(spec, &ctx, &containers, &placement),
+            Command::Kill {
+                container_id,
+                grace,
+            } => {
+                let mut containers = containers.borrow_mut();
+                if let Some(kill) = containers
+                    .get_mut(&container_id)
+                    .and_then(|c| c.kill.take())
+                {
+                    let _ = kill.send(KillRequest { grace });
+                }
+            }
+            Command::Usage {
+                container_ids,
+                reply,
+            } => {
+                let containers = containers.borrow();
+                let usage = containers
+                    .iter()
+                    .filter(|(id, _)| container_ids.as_ref().is_none_or(|ids| ids.contains(id)))
+                    // A container whose cgroup is being created or removed has no usage yet.
+                    .filter_map(|(id, c)| c.cgroup.usage().ok().map(|u| (id.clone(), u)))
+                    .collect();
+                let _ = reply.send(usage);
+            }
+            Command::Shutdown { grace, reply } => {
+                for container in containers.borrow_mut().values_mut() {
+                    if let Some(kill) = container.kill.take() {
+                        let _ = kill.send(KillRequest { grace });
+                    }
+                }
+                while !containers.borrow().is_empty() {
+                    glommio::timer::sleep(SHUTDOWN_POLL).await;
+                }
+                let _ = reply.send(());
+                return;
+            }
+        }
+    }
+}
+
+fn launch(
+    spec: ContainerSpec,
+    ctx: &Rc<LaunchContext>,
+    containers: &Containers,
+    placement: &Placement,
+) {
+    let container_id = spec.container_id.clone();
+    let cgroup = ctx.layout.container(&ctx.cgroup_root, &container_id);
+    let (kill, killed) = oneshot::channel();
+    containers.borrow_mut().insert(
+        container_id.clone(),
+        Container {
+            cgroup: cgroup.clone(),
+            kill: Some(kill),
+        },
+    );
+    let ctx = ctx.clone();
+    let containers = containers.clone();
+    let placement = placement.clone();
+    glommio::spawn_local(async move {
+        let events = ctx.events.clone();
+        let last = run_container(spec, ctx, cgroup, killed).await;
+        containers.borrow_mut().remove(&container_id);
+        forget(&placement, &container_id);
+        let _ = events.send(last);
+    })
+    .detach();
+}

@@ -1,0 +1,466 @@
+//! The agent's link to the master, on its own tokio thread (quinn needs tokio): connects
+//! over QUIC with the agent's certificate, registers (or re-registers with its id and
+//! tasks), then carries master messages to the task lifecycle, status updates back, and a
+//! report every interval on a stream of its own. Reconnects with backoff when the link
+//! drops; tasks keep running meanwhile and their updates wait, unacknowledged.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fleet_proto::frame::{self, ALPN_AGENT, MAX_FRAME_LEN, StreamKind};
+use fleet_proto::ids::AgentId;
+use fleet_proto::messages::agent::{
+    AgentInfo, AgentMessage, MasterMessage, Report, TaskUsage, Usage,
+};
+use fleet_proto::stream::{self, StreamError};
+use fleet_proto::task::unix_millis;
+use fleet_proto::tls::{self, CertifiedKey, MASTER_SERVER_NAME};
+use tokio::sync::{mpsc, watch};
+
+use crate::containerizer::ContainerEvent;
+use crate::ebpf::UsageProbes;
+use crate::executors::Executors;
+use crate::tasks::{Action, Tasks};
+
+/// How the link reaches the master.
+#[derive(Clone, Debug)]
+pub struct LinkConfig {
+    pub masters: Vec<SocketAddr>,
+    pub ca_pem: String,
+    pub identity: CertifiedKey,
+    pub info: AgentInfo,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("cannot reach master at {addr}: {reason}")]
+    Connect { addr: SocketAddr, reason: String },
+    #[error("master at {addr} refused this agent: {reason}")]
+    Refused { addr: SocketAddr, reason: String },
+    #[error("link to master at {addr} failed: {source}")]
+    Stream {
+        addr: SocketAddr,
+        source: StreamError,
+    },
+    #[error("link to master at {addr} lost: {reason}")]
+    Lost { addr: SocketAddr, reason: String },
+    #[error("invalid TLS set-up: {0}")]
+    Tls(String),
+}
+
+/// The running parts of the agent the link drives.
+pub(crate) struct Parts {
+    pub executors: Arc<Executors>,
+    pub probes: Arc<UsageProbes>,
+    pub events: mpsc::UnboundedReceiver<ContainerEvent>,
+    pub tasks: Tasks,
+    /// cgroup2 id of each live container, for the eBPF counters.
+    pub cgroups: HashMap<String, u64>,
+    /// Usage of containers that have ended, so the agent's totals never go backwards.
+    pub ended: Usage,
+    /// Registration state published for the agent's own status.
+    pub registered: watch::Sender<Option<AgentId>>,
+}
+
+enum SessionEnd {
+    Stop,
+    Failed(LinkError),
+}
+
+pub(crate) async fn run(config: LinkConfig, mut parts: Parts, mut stop: watch::Receiver<bool>) {
+    let endpoint = match client_endpoint(&config) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!("{e}");
+            return;
+        }
+    };
+    let mut backoff = Duration::from_millis(200);
+    let mut next_master = 0usize;
+    loop {
+        let addr = config.masters[next_master % config.masters.len()];
+        match session(&endpoint, addr, &config, &mut parts, &mut stop).await {
+            SessionEnd::Stop => break,
+            SessionEnd::Failed(e) => {
+                let _ = parts.registered.send(None);
+                tracing::warn!("{e}; retrying in {backoff:?}");
+                next_master += 1;
+            }
+        }
+        // Keep the lifecycle moving while disconnected: containers still end.
+        let deadline = tokio::time::Instant::now() + backoff;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                ev = parts.events.recv() => {
+                    if let Some(ev) = ev {
+                        let actions = container_event(&mut parts, ev);
+                        perform_offline(&mut parts, actions);
+                    }
+                }
+                _ = stop.changed() => {
+                    endpoint.close(quinn::VarInt::from_u32(frame::close::SHUTDOWN), b"agent stopping");
+                    return;
+                }
+            }
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+    endpoint.close(
+        quinn::VarInt::from_u32(frame::close::SHUTDOWN),
+        b"agent stopping",
+    );
+    tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle())
+        .await
+        .ok();
+}
+
+fn client_endpoint(config: &LinkConfig) -> Result<quinn::Endpoint, LinkError> {
+    let tls = tls::client_config(&config.ca_pem, Some(&config.identity), ALPN_AGENT)
+        .map_err(|e| LinkError::Tls(e.to_string()))?;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| LinkError::Tls(e.to_string()))?;
+    let mut client = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_secs(1)));
+    transport.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(Duration::from_secs(10))
+            .map_err(|e| LinkError::Tls(e.to_string()))?,
+    ));
+    client.transport_config(Arc::new(transport));
+    let bind: SocketAddr = match config.masters.first() {
+        Some(SocketAddr::V6(_)) => "[::]:0",
+        _ => "0.0.0.0:0",
+    }
+    .parse()
+    .map_err(|e: std::net::AddrParseError| LinkError::Tls(e.to_string()))?;
+    let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| LinkError::Connect {
+        addr: bind,
+        reason: e.to_string(),
+    })?;
+    endpoint.set_default_client_config(client);
+    Ok(endpoint)
+}
+
+fn describe(err: &quinn::ConnectionError) -> String {
+    match err {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            String::from_utf8_lossy(&close.reason).into_owned()
+        }
+        other => other.to_string(),
+    }
+}
+
+async fn session(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    config: &LinkConfig,
+    parts: &mut Parts,
+    stop: &mut watch::Receiver<bool>,
+) -> SessionEnd {
+    let fail = |source: StreamError| SessionEnd::Failed(LinkError::Stream { addr, source });
+    let connecting = match endpoint.connect(addr, MASTER_SERVER_NAME) {
+        Ok(c) => c,
+        Err(e) => {
+            return SessionEnd::Failed(LinkError::Connect {
+                addr,
+                reason: e.to_string(),
+            });
+        }
+    };
+    let conn = match tokio::time::timeout(Duration::from_secs(5), connecting).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            return SessionEnd::Failed(LinkError::Connect {
+                addr,
+                reason: describe(&e),
+            });
+        }
+        Err(_) => {
+            return SessionEnd::Failed(LinkError::Connect {
+                addr,
+                reason: "timed out after 5 s".into(),
+            });
+        }
+    };
+    let lost = |conn: &quinn::Connection, fallback: String| {
+        SessionEnd::Failed(LinkError::Lost {
+            addr,
+            reason: conn
+                .close_reason()
+                .map(|e| describe(&e))
+                .unwrap_or(fallback),
+        })
+    };
+    let (mut send, mut recv) = match conn.open_bi().await {
+        Ok(s) => s,
+        Err(e) => return lost(&conn, e.to_string()),
+    };
+    let known = parts.registered.borrow().clone().or_else(|| {
+        let id = parts.tasks.agent_id();
+        (!id.as_str().is_empty()).then(|| id.clone())
+    });
+    let register = AgentMessage::Register {
+        agent_id: known,
+        info: config.info.clone(),
+        tasks: parts.tasks.running(),
+    };
+    if let Err(e) = stream::write_preamble(&mut send, StreamKind::AgentControl).await {
+        return fail(e);
+    }
+    if let Err(e) = stream::write_message(&mut send, &register).await {
+        return fail(e);
+    }
+    if let Err(e) = stream::read_preamble(&mut recv, StreamKind::AgentControl).await {
+        return lost(&conn, e.to_string());
+    }
+    let (agent_id, report_interval) =
+        match stream::read_message::<_, MasterMessage>(&mut recv, MAX_FRAME_LEN).await {
+            Ok(Some(MasterMessage::Registered {
+                agent_id,
+                report_interval_ms,
+            })) => (agent_id, Duration::from_millis(report_interval_ms.max(100))),
+            Ok(Some(MasterMessage::Refused { reason })) => {
+                return SessionEnd::Failed(LinkError::Refused { addr, reason });
+            }
+            Ok(Some(other)) => {
+                return SessionEnd::Failed(LinkError::Lost {
+                    addr,
+                    reason: format!("expected Registered, got {other:?}"),
+                });
+            }
+            Ok(None) => return lost(&conn, "control stream closed".into()),
+            Err(e) => return lost(&conn, e.to_string()),
+        };
+    tracing::info!(%addr, agent_id = %agent_id, "registered with master");
+    parts.tasks.set_agent_id(agent_id.clone());
+    let _ = parts.registered.send(Some(agent_id.clone()));
+
+    let mut reports = match conn.open_uni().await {
+        Ok(s) => s,
+        Err(e) => return lost(&conn, e.to_string()),
+    };
+    if let Err(e) = stream::write_preamble(&mut reports, StreamKind::AgentReport).await {
+        return fail(e);
+    }
+
+    // Master messages are read by a task of their own: reading is not cancel-safe.
+    let (master_tx, mut master_rx) = mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        loop {
+            match stream::read_message::<_, MasterMessage>(&mut recv, MAX_FRAME_LEN).await {
+                Ok(Some(msg)) => {
+                    if master_tx.send(Ok(msg)).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => {
+                    let _ = master_tx.send(Err("control stream closed by master".to_string()));
+                    return;
+                }
+                Err(e) => {
+                    let _ = master_tx.send(Err(e.to_string()));
+                    return;
+                }
+            }
+        }
+    });
+
+    let resend = parts.tasks.unacknowledged(Instant::now());
+    if let Err(e) = perform(parts, &mut send, resend).await {
+        reader.abort();
+        return fail(e);
+    }
+
+    let mut report_tick = tokio::time::interval(report_interval);
+    let mut retry_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut seq = 0u64;
+    let end = loop {
+        let actions = tokio::select! {
+            msg = master_rx.recv() => match msg {
+                Some(Ok(msg)) => match master_message(parts, msg) {
+                    Ok(actions) => actions,
+                    Err(reply) => {
+                        if let Err(e) = stream::write_message(&mut send, &reply).await {
+                            break fail(e);
+                        }
+                        Vec::new()
+                    }
+                },
+                Some(Err(reason)) => break lost(&conn, reason),
+                None => break lost(&conn, "control stream ended".into()),
+            },
+            ev = parts.events.recv() => match ev {
+                Some(ev) => container_event(parts, ev),
+                None => break SessionEnd::Stop,
+            },
+            _ = report_tick.tick() => {
+                seq += 1;
+                let report = build_report(parts, &agent_id, seq).await;
+                if let Err(e) = stream::write_message(&mut reports, &report).await {
+                    break fail(e);
+                }
+                Vec::new()
+            }
+            _ = retry_tick.tick() => parts.tasks.retry(Instant::now()),
+            _ = stop.changed() => break SessionEnd::Stop,
+        };
+        if let Err(e) = perform(parts, &mut send, actions).await {
+            break fail(e);
+        }
+    };
+    reader.abort();
+    if matches!(end, SessionEnd::Stop) {
+        conn.close(
+            quinn::VarInt::from_u32(frame::close::SHUTDOWN),
+            b"agent stopping",
+        );
+    }
+    end
+}
+
+/// Turns a master message into lifecycle actions, or a direct reply (pong).
+fn master_message(parts: &mut Parts, msg: MasterMessage) -> Result<Vec<Action>, AgentMessage> {
+    let now = Instant::now();
+    Ok(match msg {
+        MasterMessage::RunTask { framework, task } => parts.tasks.run(framework, task, now),
+        MasterMessage::KillTask {
+            framework_id,
+            task_id,
+            grace_ms,
+        } => parts.tasks.kill(
+            &framework_id,
+            &task_id,
+            grace_ms.map(Duration::from_millis),
+            now,
+        ),
+        MasterMessage::AcknowledgeUpdate { task_id, uuid, .. } => {
+            parts.tasks.acknowledged(&task_id, uuid);
+            Vec::new()
+        }
+        MasterMessage::ShutdownFramework { framework_id } => {
+            parts.tasks.shutdown_framework(&framework_id, now)
+        }
+        MasterMessage::Ping { nonce } => return Err(AgentMessage::Pong { nonce }),
+        MasterMessage::Registered { .. } => Vec::new(),
+        MasterMessage::Refused { reason } => {
+            tracing::error!("master refused this agent: {reason}");
+            Vec::new()
+        }
+    })
+}
+
+fn container_event(parts: &mut Parts, ev: ContainerEvent) -> Vec<Action> {
+    match &ev {
+        ContainerEvent::Started {
+            container_id,
+            cgroup2_id: Some(id),
+            ..
+        } => {
+            parts.cgroups.insert(container_id.clone(), *id);
+        }
+        ContainerEvent::Exited { container_id, .. } => {
+            if let Some(id) = parts.cgroups.remove(container_id) {
+                if let Ok(Some(last)) = parts.probes.counters(id) {
+                    parts.ended.bytes_written += last.bytes_written;
+                }
+                if let Err(e) = parts.probes.untrack(id) {
+                    tracing::warn!("{e}");
+                }
+            }
+        }
+        _ => {}
+    }
+    parts.tasks.container(ev, Instant::now())
+}
+
+async fn perform(
+    parts: &mut Parts,
+    send: &mut quinn::SendStream,
+    actions: Vec<Action>,
+) -> Result<(), StreamError> {
+    let mut queue: std::collections::VecDeque<Action> = actions.into();
+    while let Some(action) = queue.pop_front() {
+        match action {
+            Action::Send(update) => {
+                stream::write_message(send, &AgentMessage::StatusUpdate(update)).await?;
+            }
+            other => queue.extend(perform_local(parts, other)),
+        }
+    }
+    Ok(())
+}
+
+/// While disconnected, updates wait in the lifecycle's unacknowledged queue.
+fn perform_offline(parts: &mut Parts, actions: Vec<Action>) {
+    let mut queue: std::collections::VecDeque<Action> = actions.into();
+    while let Some(action) = queue.pop_front() {
+        if !matches!(action, Action::Send(_)) {
+            queue.extend(perform_local(parts, action));
+        }
+    }
+}
+
+/// Hands launches and kills to the executors; a launch the pool cannot take fails its task.
+fn perform_local(parts: &mut Parts, action: Action) -> Vec<Action> {
+    match action {
+        Action::Launch(spec) => {
+            let container_id = spec.container_id.clone();
+            if let Err(e) = parts.executors.launch(spec) {
+                tracing::warn!(container = %container_id, "launch failed: {e}");
+                return parts.tasks.container(
+                    ContainerEvent::LaunchFailed {
+                        container_id,
+                        message: e.to_string(),
+                    },
+                    Instant::now(),
+                );
+            }
+        }
+        Action::Kill {
+            container_id,
+            grace,
+        } => {
+            if let Err(e) = parts.executors.kill(&container_id, grace) {
+                tracing::warn!(container = %container_id, "kill failed: {e}");
+            }
+        }
+        Action::Send(_) => {}
+    }
+    Vec::new()
+}
+
+async fn build_report(parts: &Parts, agent_id: &AgentId, seq: u64) -> Report {
+    let usage: HashMap<String, _> = parts.executors.usage_all().await.into_iter().collect();
+    let mut total = parts.ended;
+    let mut tasks = Vec::new();
+    for (container_id, framework_id, task_id) in parts.tasks.containers() {
+        let mut u = Usage::default();
+        if let Some(c) = usage.get(container_id) {
+            u.cpu_time_ns = c.cpu_time_ns;
+            u.mem_bytes = c.mem_bytes;
+        }
+        if let Some(id) = parts.cgroups.get(container_id)
+            && let Ok(Some(counters)) = parts.probes.counters(*id)
+        {
+            u.bytes_written = counters.bytes_written;
+        }
+        total.cpu_time_ns += u.cpu_time_ns;
+        total.mem_bytes += u.mem_bytes;
+        total.bytes_written += u.bytes_written;
+        tasks.push(TaskUsage {
+            framework_id: framework_id.clone(),
+            task_id: task_id.clone(),
+            usage: u,
+        });
+    }
+    Report {
+        agent_id: agent_id.clone(),
+        seq,
+        timestamp_ms: unix_millis(),
+        tasks,
+        total,
+    }
+}

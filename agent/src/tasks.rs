@@ -1,0 +1,432 @@
+//! The agent's task lifecycle as a sans-I/O state machine: what a master message or a
+//! container event changes, which containers to launch or kill, and which status updates
+//! to send (and resend until acknowledged). The link drives it; tests drive it directly.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use fleet_proto::ids::{AgentId, FrameworkId, TaskId, UpdateUuid, random_id};
+use fleet_proto::messages::agent::{AgentFramework, RunningTask};
+use fleet_proto::task::{
+    Reason, Source, StatusUpdate, TaskInfo, TaskState, TaskStatus, unix_millis,
+};
+
+use crate::containerizer::{CommandSpec, ContainerEvent, ContainerSpec, Limits, Outcome, outcome};
+
+/// Unacknowledged updates are sent again after this long.
+pub const UPDATE_RETRY: Duration = Duration::from_secs(10);
+/// Grace between SIGTERM and SIGKILL when the framework names none.
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
+
+/// What the lifecycle asks the shell to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Launch(ContainerSpec),
+    Kill {
+        container_id: String,
+        grace: Duration,
+    },
+    Send(StatusUpdate),
+}
+
+struct Entry {
+    framework: AgentFramework,
+    task: TaskInfo,
+    container_id: String,
+    sandbox: PathBuf,
+    state: TaskState,
+    kill_requested: bool,
+}
+
+/// Every task this agent runs or has run and not yet had acknowledged.
+pub struct Tasks {
+    agent_id: AgentId,
+    work_dir: PathBuf,
+    tasks: HashMap<TaskId, Entry>,
+    by_container: HashMap<String, TaskId>,
+    unacked: VecDeque<(Instant, StatusUpdate)>,
+}
+
+impl Tasks {
+    pub fn new(agent_id: AgentId, work_dir: PathBuf) -> Self {
+        Tasks {
+            agent_id,
+            work_dir,
+            tasks: HashMap::new(),
+            by_container: HashMap::new(),
+            unacked: VecDeque::new(),
+        }
+    }
+
+    pub fn agent_id(&self) -> &AgentId {
+        &self.agent_id
+    }
+
+    /// The master gave this agent an id (first registration or a new one).
+    pub fn set_agent_id(&mut self, id: AgentId) {
+        self.agent_id = id;
+    }
+
+    /// Mesos' sandbox layout: <work_dir>/slaves/<agent>/frameworks/<fw>/executors/<ex>/runs/<container>.
+    pub fn sandbox_path(
+        work_dir: &Path,
+        agent: &AgentId,
+        framework: &FrameworkId,
+        task: &TaskInfo,
+        container_id: &str,
+    ) -> PathBuf {
+        work_dir
+            .join("slaves")
+            .join(agent.as_str())
+            .join("frameworks")
+            .join(framework.as_str())
+            .join("executors")
+            .join(task.executor_id().as_str())
+            .join("runs")
+            .join(container_id)
+    }
+
+    /// Launch a task the master sent.
+    pub fn run(&mut self, framework: AgentFramework, task: TaskInfo, now: Instant) -> Vec<Action> {
+        if let Some(existing) = self.tasks.get(&task.task_id)
+            && !existing.state.is_terminal()
+        {
+            let update = self.update(
+                &framework.id,
+                &task.task_id,
+                TaskState::Error,
+                Some(Reason::TaskInvalid),
+                format!("task {} is already running on this agent", task.task_id),
+                None,
+                None,
+            );
+            return vec![self.send(update, now)];
+        }
+        let container_id = random_id("C");
+        let sandbox = Self::sandbox_path(
+            &self.work_dir,
+            &self.agent_id,
+            &framework.id,
+            &task,
+            &container_id,
+        );
+        let spec = ContainerSpec {
+            container_id: container_id.clone(),
+            sandbox: sandbox.clone(),
+            command: CommandSpec {
+                shell: task.command.shell,
+                value: task.command.value.clone(),
+                arguments: task.command.arguments.clone(),
+            },
+            env: self.environment(&framework.id, &task, &sandbox),
+            limits: Limits {
+                cpus_milli: task.resources.cpus().milli().max(1) as u64,
+                mem_bytes: (task.resources.mem_mb().milli().max(0) as u64) * 1024 * 1024 / 1000,
+                pids_max: None,
+            },
+        };
+        let starting = self.update(
+            &framework.id,
+            &task.task_id,
+            TaskState::Starting,
+            None,
+            String::new(),
+            None,
+            Some(&sandbox),
+        );
+        self.by_container
+            .insert(container_id.clone(), task.task_id.clone());
+        self.tasks.insert(
+            task.task_id.clone(),
+            Entry {
+                framework,
+                task,
+                container_id,
+                sandbox,
+                state: TaskState::Starting,
+                kill_requested: false,
+            },
+        );
+        vec![self.send(starting, now), Action::Launch(spec)]
+    }
+
+    fn environment(
+        &self,
+        framework: &FrameworkId,
+        task: &TaskInfo,
+        sandbox: &Path,
+    ) -> Vec<(String, String)> {
+        let mut env = task.command.environment.clone();
+        env.push(("FLEET_TASK_ID".into(), task.task_id.to_string()));
+        env.push(("FLEET_FRAMEWORK_ID".into(), framework.to_string()));
+        env.push(("FLEET_AGENT_ID".into(), self.agent_id.to_string()));
+        env.push(("FLEET_EXECUTOR_ID".into(), task.executor_id().to_string()));
+        env.push(("FLEET_SANDBOX".into(), sandbox.display().to_string()));
+        let ports: Vec<u64> = task.resources.ports().iter().collect();
+        for (i, port) in ports.iter().enumerate() {
+            env.push((format!("PORT{i}"), port.to_string()));
+        }
+        if !ports.is_empty() {
+            let list: Vec<String> = ports.iter().map(u64::to_string).collect();
+            env.push(("PORTS".into(), list.join(",")));
+            env.push(("PORT".into(), ports[0].to_string()));
+        }
+        env
+    }
+
+    /// Kill a task; a task this agent does not know is reported lost.
+    pub fn kill(
+        &mut self,
+        framework_id: &FrameworkId,
+        task_id: &TaskId,
+        grace: Option<Duration>,
+        now: Instant,
+    ) -> Vec<Action> {
+        let Some(entry) = self.tasks.get_mut(task_id) else {
+            let update = self.update(
+                framework_id,
+                task_id,
+                TaskState::Lost,
+                Some(Reason::TaskUnknown),
+                format!("task {task_id} is not known on this agent"),
+                None,
+                None,
+            );
+            return vec![self.send(update, now)];
+        };
+        if entry.state.is_terminal() {
+            return Vec::new();
+        }
+        entry.kill_requested = true;
+        let first = entry.state != TaskState::Killing;
+        entry.state = TaskState::Killing;
+        let container_id = entry.container_id.clone();
+        let grace = grace
+            .or(entry.task.kill_grace_ms.map(Duration::from_millis))
+            .unwrap_or(DEFAULT_KILL_GRACE);
+        let mut actions = Vec::new();
+        if first {
+            let fw = entry.framework.id.clone();
+            let update = self.update(
+                &fw,
+                task_id,
+                TaskState::Killing,
+                None,
+                String::new(),
+                None,
+                None,
+            );
+            actions.push(self.send(update, now));
+        }
+        actions.push(Action::Kill {
+            container_id,
+            grace,
+        });
+        actions
+    }
+
+    /// Kill every task of a framework that was torn down.
+    pub fn shutdown_framework(&mut self, framework_id: &FrameworkId, now: Instant) -> Vec<Action> {
+        let ids: Vec<TaskId> = self
+            .tasks
+            .iter()
+            .filter(|(_, e)| &e.framework.id == framework_id && !e.state.is_terminal())
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.iter()
+            .flat_map(|id| self.kill(framework_id, id, None, now))
+            .collect()
+    }
+
+    /// The framework acknowledged an update: stop resending it, and forget a task whose
+    /// terminal update is acknowledged.
+    pub fn acknowledged(&mut self, task_id: &TaskId, uuid: UpdateUuid) {
+        self.unacked
+            .retain(|(_, u)| !(u.status.task_id == *task_id && u.status.uuid == Some(uuid)));
+        let pending = self
+            .unacked
+            .iter()
+            .any(|(_, u)| u.status.task_id == *task_id);
+        if !pending
+            && let Some(entry) = self.tasks.get(task_id)
+            && entry.state.is_terminal()
+        {
+            self.by_container.remove(&entry.container_id);
+            self.tasks.remove(task_id);
+        }
+    }
+
+    /// A container changed; turn it into the task's next state.
+    pub fn container(&mut self, event: ContainerEvent, now: Instant) -> Vec<Action> {
+        let (container_id, next) = match event {
+            ContainerEvent::Started { container_id, .. } => (
+                container_id,
+                (TaskState::Running, None, String::new(), None),
+            ),
+            ContainerEvent::LaunchFailed {
+                container_id,
+                message,
+            } => (
+                container_id,
+                (
+                    TaskState::Failed,
+                    Some(Reason::ContainerLaunchFailed),
+                    message,
+                    None,
+                ),
+            ),
+            ContainerEvent::Exited {
+                container_id,
+                termination,
+                killed,
+            } => {
+                let requested = killed
+                    || self
+                        .by_container
+                        .get(&container_id)
+                        .and_then(|t| self.tasks.get(t))
+                        .is_some_and(|e| e.kill_requested);
+                let next = match outcome(&termination, requested) {
+                    Outcome::Finished => (
+                        TaskState::Finished,
+                        None,
+                        "command exited with status 0".into(),
+                        Some(0),
+                    ),
+                    Outcome::Failed { exit_code, signal } => {
+                        let message = match (exit_code, signal) {
+                            (Some(code), _) => format!("command exited with status {code}"),
+                            (None, Some(sig)) => format!("command was killed by signal {sig}"),
+                            (None, None) => "command ended without a status".into(),
+                        };
+                        (
+                            TaskState::Failed,
+                            Some(Reason::CommandExecutorFailed),
+                            message,
+                            exit_code,
+                        )
+                    }
+                    Outcome::MemoryLimit => (
+                        TaskState::Failed,
+                        Some(Reason::ContainerLimitationMemory),
+                        "memory limit exceeded: the container was OOM-killed".into(),
+                        termination.exit_code,
+                    ),
+                    Outcome::Killed => (
+                        TaskState::Killed,
+                        None,
+                        "killed".into(),
+                        termination.exit_code,
+                    ),
+                };
+                (container_id, next)
+            }
+        };
+        let Some(task_id) = self.by_container.get(&container_id).cloned() else {
+            return Vec::new();
+        };
+        let Some(entry) = self.tasks.get_mut(&task_id) else {
+            return Vec::new();
+        };
+        let (state, reason, message, exit_code) = next;
+        if entry.state.is_terminal()
+            || (state == TaskState::Running && entry.state == TaskState::Killing)
+        {
+            return Vec::new();
+        }
+        entry.state = state;
+        let fw = entry.framework.id.clone();
+        let sandbox = entry.sandbox.clone();
+        let update = self.update(
+            &fw,
+            &task_id,
+            state,
+            reason,
+            message,
+            exit_code,
+            Some(&sandbox),
+        );
+        vec![self.send(update, now)]
+    }
+
+    /// Updates due to be sent again.
+    pub fn retry(&mut self, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        for (sent, update) in self.unacked.iter_mut() {
+            if now.duration_since(*sent) >= UPDATE_RETRY {
+                *sent = now;
+                out.push(Action::Send(update.clone()));
+            }
+        }
+        out
+    }
+
+    /// Every unacknowledged update, in order (sent again after a reconnect).
+    pub fn unacknowledged(&mut self, now: Instant) -> Vec<Action> {
+        self.unacked
+            .iter_mut()
+            .map(|(sent, u)| {
+                *sent = now;
+                Action::Send(u.clone())
+            })
+            .collect()
+    }
+
+    /// Tasks to report when re-registering.
+    pub fn running(&self) -> Vec<RunningTask> {
+        self.tasks
+            .values()
+            .map(|e| RunningTask {
+                framework: e.framework.clone(),
+                task: e.task.clone(),
+                state: e.state,
+            })
+            .collect()
+    }
+
+    /// (container, framework, task) of every live container, for usage reports.
+    pub fn containers(&self) -> impl Iterator<Item = (&str, &FrameworkId, &TaskId)> {
+        self.tasks
+            .values()
+            .filter(|e| !e.state.is_terminal())
+            .map(|e| (e.container_id.as_str(), &e.framework.id, &e.task.task_id))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn update(
+        &self,
+        framework_id: &FrameworkId,
+        task_id: &TaskId,
+        state: TaskState,
+        reason: Option<Reason>,
+        message: String,
+        exit_code: Option<i32>,
+        sandbox: Option<&Path>,
+    ) -> StatusUpdate {
+        StatusUpdate {
+            framework_id: framework_id.clone(),
+            status: TaskStatus {
+                task_id: task_id.clone(),
+                agent_id: Some(self.agent_id.clone()),
+                state,
+                reason,
+                message,
+                source: Source::Agent,
+                uuid: Some(UpdateUuid::random()),
+                exit_code,
+                sandbox: sandbox.map(|p| p.display().to_string()),
+                timestamp_ms: unix_millis(),
+            },
+        }
+    }
+
+    fn send(&mut self, update: StatusUpdate, now: Instant) -> Action {
+        self.unacked.push_back((now, update.clone()));
+        Action::Send(update)
+    }
+}
+
+#[cfg(test)]
+#[path = "tasks_tests.rs"]
+mod tests;

@@ -1,0 +1,213 @@
+use std::time::{Duration, Instant};
+
+use fleet_proto::ids::{AgentId, FrameworkId, TaskId};
+use fleet_proto::messages::agent::AgentFramework;
+use fleet_proto::resources::Resources;
+use fleet_proto::task::{CommandInfo, Reason, TaskInfo, TaskState};
+
+use super::*;
+use crate::containerizer::{ContainerEvent, Termination};
+
+fn framework() -> AgentFramework {
+    AgentFramework {
+        id: FrameworkId::new("F-1"),
+        name: "test".into(),
+        user: "root".into(),
+    }
+}
+
+fn task(id: &str) -> TaskInfo {
+    TaskInfo {
+        task_id: TaskId::new(id),
+        name: id.into(),
+        agent_id: AgentId::new("A-1"),
+        resources: Resources::parse("cpus:0.5;mem:64;ports:[31000-31001]").unwrap(),
+        command: CommandInfo {
+            shell: true,
+            value: "echo hi".into(),
+            ..CommandInfo::default()
+        },
+        kill_grace_ms: None,
+    }
+}
+
+fn tasks() -> Tasks {
+    Tasks::new(AgentId::new("A-1"), "/work".into())
+}
+
+fn launched(actions: &[Action]) -> ContainerSpec {
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Launch(spec) => Some(spec.clone()),
+            _ => None,
+        })
+        .expect("a launch")
+}
+
+fn states(actions: &[Action]) -> Vec<(TaskState, Option<Reason>)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send(u) => Some((u.status.state, u.status.reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_task_runs_in_a_mesos_sandbox_with_its_limits_and_environment() {
+    let mut t = tasks();
+    let actions = t.run(framework(), task("t1"), Instant::now());
+    assert_eq!(states(&actions), vec![(TaskState::Starting, None)]);
+    let spec = launched(&actions);
+    let sandbox = spec.sandbox.display().to_string();
+    assert!(
+        sandbox.starts_with("/work/slaves/A-1/frameworks/F-1/executors/t1/runs/"),
+        "{sandbox}"
+    );
+    assert_eq!(spec.limits.cpus_milli, 500);
+    assert_eq!(spec.limits.mem_bytes, 64 * 1024 * 1024);
+    let env: std::collections::HashMap<_, _> = spec.env.iter().cloned().collect();
+    assert_eq!(env["FLEET_TASK_ID"], "t1");
+    assert_eq!(env["FLEET_FRAMEWORK_ID"], "F-1");
+    assert_eq!(env["FLEET_AGENT_ID"], "A-1");
+    assert_eq!(env["FLEET_SANDBOX"], sandbox);
+    assert_eq!(env["PORT0"], "31000");
+    assert_eq!(env["PORT1"], "31001");
+    assert_eq!(env["PORTS"], "31000,31001");
+}
+
+#[test]
+fn container_events_become_ordered_updates_that_wait_for_acks() {
+    let mut t = tasks();
+    let now = Instant::now();
+    let spec = launched(&t.run(framework(), task("t1"), now));
+    let id = spec.container_id.clone();
+    let running = t.container(
+        ContainerEvent::Started {
+            container_id: id.clone(),
+            pid: 10,
+            cgroup2_id: Some(7),
+        },
+        now,
+    );
+    assert_eq!(states(&running), vec![(TaskState::Running, None)]);
+    let exited = t.container(
+        ContainerEvent::Exited {
+            container_id: id,
+            termination: Termination {
+                exit_code: Some(3),
+                signal: None,
+                oom_killed: false,
+            },
+            killed: false,
+        },
+        now,
+    );
+    let Action::Send(failed) = &exited[0] else {
+        panic!("expected an update")
+    };
+    assert_eq!(failed.status.state, TaskState::Failed);
+    assert_eq!(failed.status.exit_code, Some(3));
+    // Nothing acknowledged yet: after the retry interval all three go again, in order.
+    let again = t.retry(now + UPDATE_RETRY);
+    assert_eq!(
+        states(&again),
+        vec![
+            (TaskState::Starting, None),
+            (TaskState::Running, None),
+            (TaskState::Failed, Some(Reason::CommandExecutorFailed)),
+        ]
+    );
+    for a in &again {
+        if let Action::Send(u) = a {
+            t.acknowledged(&u.status.task_id, u.status.uuid.unwrap());
+        }
+    }
+    assert!(t.retry(now + UPDATE_RETRY * 3).is_empty());
+    assert!(
+        t.running().is_empty(),
+        "an acknowledged terminal task is forgotten"
+    );
+}
+
+#[test]
+fn oom_is_a_memory_limitation_and_kill_is_killed() {
+    let mut t = tasks();
+    let now = Instant::now();
+    let a = launched(&t.run(framework(), task("a"), now)).container_id;
+    let b = launched(&t.run(framework(), task("b"), now)).container_id;
+    let oom = t.container(
+        ContainerEvent::Exited {
+            container_id: a,
+            termination: Termination {
+                exit_code: None,
+                signal: Some(9),
+                oom_killed: true,
+            },
+            killed: false,
+        },
+        now,
+    );
+    assert_eq!(
+        states(&oom),
+        vec![(TaskState::Failed, Some(Reason::ContainerLimitationMemory))]
+    );
+    let kill = t.kill(&FrameworkId::new("F-1"), &TaskId::new("b"), None, now);
+    assert_eq!(states(&kill), vec![(TaskState::Killing, None)]);
+    assert!(
+        kill.iter()
+            .any(|a| matches!(a, Action::Kill { grace, .. } if *grace == DEFAULT_KILL_GRACE))
+    );
+    let killed = t.container(
+        ContainerEvent::Exited {
+            container_id: b,
+            termination: Termination {
+                exit_code: None,
+                signal: Some(15),
+                oom_killed: false,
+            },
+            killed: true,
+        },
+        now,
+    );
+    assert_eq!(states(&killed), vec![(TaskState::Killed, None)]);
+}
+
+#[test]
+fn launch_failure_fails_the_task_with_the_reason() {
+    let mut t = tasks();
+    let now = Instant::now();
+    let id = launched(&t.run(framework(), task("t"), now)).container_id;
+    let failed = t.container(
+        ContainerEvent::LaunchFailed {
+            container_id: id,
+            message: "cgroup mkdir '/sys/fs/cgroup/memory/x': Permission denied".into(),
+        },
+        now,
+    );
+    let Action::Send(u) = &failed[0] else {
+        panic!()
+    };
+    assert_eq!(u.status.state, TaskState::Failed);
+    assert_eq!(u.status.reason, Some(Reason::ContainerLaunchFailed));
+    assert!(u.status.message.contains("Permission denied"));
+}
+
+#[test]
+fn unknown_kill_is_lost_and_duplicate_run_is_an_error() {
+    let mut t = tasks();
+    let now = Instant::now();
+    let lost = t.kill(&FrameworkId::new("F-1"), &TaskId::new("nope"), None, now);
+    assert_eq!(
+        states(&lost),
+        vec![(TaskState::Lost, Some(Reason::TaskUnknown))]
+    );
+    t.run(framework(), task("t"), now);
+    let dup = t.run(framework(), task("t"), now + Duration::from_secs(1));
+    assert_eq!(
+        states(&dup),
+        vec![(TaskState::Error, Some(Reason::TaskInvalid))]
+    );
+}

@@ -1,0 +1,196 @@
+//! `fleet master` and `fleet agent`: settings from flags, `--config` TOML and FLEET_*
+//! variables, then the long-running process until SIGINT or SIGTERM.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use fleet_proto::resources::{Attributes, Resources};
+
+use crate::certs;
+use crate::config::Layers;
+
+#[derive(Args)]
+pub struct MasterArgs {
+    /// TOML file with any of these settings (keys spelled like the flags).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address for QUIC (UDP) and HTTP (TCP). Default 127.0.0.1:5050.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Directory for the master's durable state.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Cluster CA certificate (PEM).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// This master's certificate and key (PEM), issued by `fleet certs issue master`.
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Seconds between allocation cycles (Mesos --allocation_interval).
+    #[arg(long)]
+    allocation_interval: Option<f64>,
+    /// Seconds without a report after which an agent is removed and its tasks lost.
+    #[arg(long)]
+    agent_timeout: Option<f64>,
+}
+
+#[derive(Args)]
+pub struct AgentArgs {
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Master address(es), comma-separated.
+    #[arg(long)]
+    master: Option<String>,
+    /// Sandboxes and the agent's own state.
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Mesos resource syntax, e.g. 'cpus:4;mem:4096;ports:[31000-32000]'; overrides detection.
+    #[arg(long)]
+    resources: Option<String>,
+    /// Mesos attribute syntax, e.g. 'rack:a;zone:west'.
+    #[arg(long)]
+    attributes: Option<String>,
+    #[arg(long)]
+    hostname: Option<String>,
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Name of the cgroup under which containers are created.
+    #[arg(long)]
+    cgroup_root: Option<String>,
+    /// Directory of device nodes scanned for GPUs (default /dev).
+    #[arg(long)]
+    gpu_devices: Option<PathBuf>,
+    /// Executors (cores) to run; default: one per core.
+    #[arg(long)]
+    cores: Option<usize>,
+}
+
+/// Resolves "host:port" to a socket address, naming the input on failure.
+pub fn resolve(addr: &str) -> Result<SocketAddr> {
+    addr.to_socket_addrs()
+        .with_context(|| format!("invalid address '{addr}': expected HOST:PORT"))?
+        .next()
+        .ok_or_else(|| anyhow!("address '{addr}' resolves to nothing"))
+}
+
+fn seconds(value: f64, what: &str) -> Result<Duration> {
+    if !(value.is_finite() && value > 0.0) {
+        bail!("invalid {what} '{value}': must be a positive number of seconds");
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+/// Blocks until SIGINT or SIGTERM.
+pub fn wait_for_signal() -> Result<()> {
+    let rt = crate::runtime()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    })?;
+    Ok(())
+}
+
+pub fn master(args: MasterArgs) -> Result<()> {
+    let layers = Layers::load(args.config.as_deref())?;
+    let listen = resolve(&layers.get_or(args.listen, "listen", "127.0.0.1:5050".into())?)?;
+    let data_dir: Option<PathBuf> = layers.get(args.data_dir, "data-dir")?;
+    let ca: PathBuf = layers
+        .get(args.ca, "ca")?
+        .context("--ca is required: the cluster CA certificate (see `fleet certs init`)")?;
+    let cert: PathBuf = layers.get(args.cert, "cert")?.context(
+        "--cert is required: this master's certificate (see `fleet certs issue master`)",
+    )?;
+    let key: PathBuf = layers.get(args.key, "key")?.context("--key is required")?;
+    let mut core = fleet_master::core::MasterConfig::default();
+    if let Some(s) = layers.get(args.allocation_interval, "allocation-interval")? {
+        core.allocation_interval = seconds(s, "--allocation-interval")?;
+    }
+    if let Some(s) = layers.get(args.agent_timeout, "agent-timeout")? {
+        core.agent_timeout = seconds(s, "--agent-timeout")?;
+    }
+    if let Some(dir) = &data_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    }
+    let ca_pem = std::fs::read_to_string(&ca)
+        .with_context(|| format!("cannot read CA certificate {}", ca.display()))?;
+    let handle = fleet_master::shell::start(fleet_master::shell::ServerConfig {
+        listen,
+        http_listen: None,
+        ca_pem,
+        identity: certs::load_identity(&cert, &key)?,
+        core,
+    })?;
+    println!(
+        "fleet master: QUIC {} / HTTP http://{}",
+        handle.quic_addr(),
+        handle.http_addr()
+    );
+    wait_for_signal()?;
+    handle.shutdown();
+    Ok(())
+}
+
+pub fn agent(args: AgentArgs) -> Result<()> {
+    let layers = Layers::load(args.config.as_deref())?;
+    let masters: String = layers
+        .get(args.master, "master")?
+        .context("--master is required: the master's HOST:PORT")?;
+    let masters = masters
+        .split(',')
+        .map(|m| resolve(m.trim()))
+        .collect::<Result<Vec<_>>>()?;
+    let work_dir: PathBuf = layers
+        .get(args.work_dir, "work-dir")?
+        .context("--work-dir is required")?;
+    let resources = match layers.get::<String>(args.resources, "resources")? {
+        Some(text) => {
+            Some(Resources::parse(&text).map_err(|e| anyhow!("invalid --resources: {e}"))?)
+        }
+        None => None,
+    };
+    let attributes = match layers.get::<String>(args.attributes, "attributes")? {
+        Some(text) => Attributes::parse(&text).map_err(|e| anyhow!("invalid --attributes: {e}"))?,
+        None => Attributes::default(),
+    };
+    let ca: PathBuf = layers
+        .get(args.ca, "ca")?
+        .context("--ca is required: the cluster CA certificate")?;
+    let cert: PathBuf = layers
+        .get(args.cert, "cert")?
+        .context("--cert is required: this agent's certificate (see `fleet certs issue agent`)")?;
+    let key: PathBuf = layers.get(args.key, "key")?.context("--key is required")?;
+    let config = fleet_agent::AgentConfig {
+        masters,
+        work_dir,
+        resources,
+        attributes,
+        hostname: layers.get(args.hostname, "hostname")?,
+        ca_pem: std::fs::read_to_string(&ca)
+            .with_context(|| format!("cannot read CA certificate {}", ca.display()))?,
+        identity: certs::load_identity(&cert, &key)?,
+        cgroup_root: layers.get_or(args.cgroup_root, "cgroup-root", "fleet".into())?,
+        gpu_devices: layers.get(args.gpu_devices, "gpu-devices")?,
+        cores: layers.get(args.cores, "cores")?,
+    };
+    let handle = fleet_agent::start(config)?;
+    println!(
+        "fleet agent: running (work dir {})",
+        handle.work_dir().display()
+    );
+    wait_for_signal()?;
+    handle.shutdown();
+    Ok(())
+}

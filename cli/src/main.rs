@@ -1,0 +1,235 @@
+//! `fleet`: the one binary. It parses flags, config files and environment, then calls into
+//! fleet-master, fleet-agent, fleet-client and fleet-bench; no logic of its own lives here.
+
+mod certs;
+mod config;
+mod daemons;
+mod dev;
+mod profile;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "fleet",
+    version,
+    about = "Fleet: a cluster manager in the line of Apache Mesos"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax), e.g. "info" or "fleet_master=debug".
+    #[arg(long, global = true, env = "FLEET_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Master and one agent in one process on loopback, with throwaway credentials.
+    Dev(dev::DevArgs),
+    /// Run a master.
+    Master(daemons::MasterArgs),
+    /// Run an agent.
+    Agent(daemons::AgentArgs),
+    /// Run one command as a task and print its state changes (like mesos-execute).
+    Run(RunArgs),
+    /// Show agents, frameworks and tasks.
+    Status(StatusArgs),
+    /// Create the cluster CA and issue certificates.
+    Certs(CertsArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Master address (QUIC, UDP). Default: the running `fleet dev`, else 127.0.0.1:5050.
+    #[arg(long)]
+    master: Option<String>,
+    /// Cluster CA certificate. Default: the running `fleet dev`'s.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    role: Option<String>,
+    #[arg(long, default_value_t = 0.1)]
+    cpus: f64,
+    /// Memory in MiB.
+    #[arg(long, default_value_t = 128.0)]
+    mem: f64,
+    /// Disk in MiB.
+    #[arg(long)]
+    disk: Option<f64>,
+    /// Number of ports.
+    #[arg(long, default_value_t = 0)]
+    ports: u32,
+    #[arg(long, default_value_t = 0)]
+    gpus: u32,
+    /// Ask for TASK_UNREACHABLE rather than TASK_LOST when the agent goes away.
+    #[arg(long)]
+    partition_aware: bool,
+    /// Seconds to wait for an offer that fits.
+    #[arg(long, default_value_t = 30)]
+    offer_timeout: u64,
+    /// The command; one word is run by `sh -c`, several are exec'd as they are.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// Master address. Default: the running `fleet dev`, else 127.0.0.1:5050.
+    #[arg(long)]
+    master: Option<String>,
+    /// Print the master's JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct CertsArgs {
+    #[command(subcommand)]
+    command: CertsCommand,
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Create a cluster CA in DIR (ca.pem, ca-key.pem).
+    Init {
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        #[arg(long, default_value = "fleet")]
+        cluster: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a certificate signed by the CA in DIR.
+    Issue {
+        /// master, agent or client
+        kind: String,
+        name: String,
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+        /// Extra host names or IP addresses the certificate is valid for.
+        #[arg(long = "san")]
+        sans: Vec<String>,
+    },
+}
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log);
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("fleet: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Dev(args) => dev::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Master(args) => daemons::master(args).map(|()| ExitCode::SUCCESS),
+        Command::Agent(args) => daemons::agent(args).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => run(args),
+        Command::Status(args) => status(args),
+        Command::Certs(args) => certs_command(args).map(|()| ExitCode::SUCCESS),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn run(args: RunArgs) -> Result<ExitCode> {
+    let (master, ca_pem) = profile::client_target(args.master, args.ca)?;
+    let Some(ca_pem) = ca_pem else {
+        anyhow::bail!(
+            "no cluster CA: pass --ca FILE (the cluster's ca.pem), or start `fleet dev` first"
+        );
+    };
+    let master = daemons::resolve(&master)?;
+    let opts = fleet_client::run::RunOptions {
+        master,
+        ca_pem,
+        name: args.name.unwrap_or_else(|| "fleet-run".into()),
+        role: args.role,
+        cpus: args.cpus,
+        mem_mb: args.mem,
+        disk_mb: args.disk,
+        ports: args.ports,
+        gpus: args.gpus,
+        command: args.command,
+        partition_aware: args.partition_aware,
+        offer_timeout: std::time::Duration::from_secs(args.offer_timeout),
+    };
+    let code = runtime()?.block_on(fleet_client::run::run(opts, &mut std::io::stdout()))?;
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+fn status(args: StatusArgs) -> Result<ExitCode> {
+    let (master, _) = profile::client_target(args.master, None)?;
+    let state = fleet_client::operator::status(&master)?;
+    fleet_client::operator::print_status(&state, args.json, &mut std::io::stdout())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn certs_command(args: CertsArgs) -> Result<()> {
+    match args.command {
+        CertsCommand::Init {
+            dir,
+            cluster,
+            force,
+        } => {
+            certs::init(&dir, &cluster, force)?;
+            println!(
+                "cluster CA written to {}",
+                dir.join(certs::CA_CERT).display()
+            );
+        }
+        CertsCommand::Issue {
+            kind,
+            name,
+            dir,
+            sans,
+        } => {
+            let role = certs::parse_role(&kind)?;
+            let (cert, key) = certs::issue(&dir, role, &name, &sans)?;
+            println!(
+                "{} certificate: {}\nkey: {}",
+                role.name(),
+                cert.display(),
+                key.display()
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,114 @@
+//! One allocation cycle: for each agent, roles in DRF order, frameworks of the role in DRF
+//! order; the first framework that may take the agent's offerable resources gets them all.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use fleet_proto::ids::{AgentId, FrameworkId};
+use fleet_proto::resources::Resources;
+
+use super::{Allocation, Allocator};
+
+impl Allocator {
+    /// A full cycle over all active agents. The starting agent rotates from one cycle to the
+    /// next so that no agent is always first (Mesos shuffles; this stays deterministic).
+    pub fn allocate(&mut self, now: Instant) -> Vec<Allocation> {
+        self.filters.expire(now);
+        let mut ids: Vec<AgentId> = self.agents.keys().cloned().collect();
+        if !ids.is_empty() {
+            let start = (self.cycles % ids.len() as u64) as usize;
+            ids.rotate_left(start);
+        }
+        self.cycles += 1;
+        let mut allocations = Vec::new();
+        for id in &ids {
+            self.allocate_agent(id, now, &mut allocations);
+        }
+        allocations
+    }
+
+    /// A partial cycle over `agents` (unknown ones are skipped), after an event that changed
+    /// what they have free or who may have it.
+    pub fn allocate_agents(&mut self, agents: &[AgentId], now: Instant) -> Vec<Allocation> {
+        self.filters.expire(now);
+        let mut seen = BTreeSet::new();
+        let mut allocations = Vec::new();
+        for id in agents {
+            if seen.insert(id) {
+                self.allocate_agent(id, now, &mut allocations);
+            }
+        }
+        allocations
+    }
+
+    /// Stage 2 of Mesos' cycle for one agent: every role, in DRF order. A quota stage would
+    /// call the same loop first over roles below their guarantee.
+    fn allocate_agent(&mut self, id: &AgentId, now: Instant, out: &mut Vec<Allocation>) {
+        let Some(agent) = self.agents.get(id) else {
+            return;
+        };
+        if !agent.active || !agent.offerable {
+            return;
+        }
+        let Some(mut available) = agent.total.checked_sub(&agent.allocated) else {
+            return;
+        };
+        // Any part of the agent is allocatable only if the whole is: skip sorting when not.
+        if !self.allocatable(&available) {
+            return;
+        }
+        for role in self.roles.sort(&self.total) {
+            let offerable = available.allocatable_to(&role);
+            if !self.allocatable(&offerable) {
+                continue;
+            }
+            let Some(frameworks) = self.role_frameworks.get(&role) else {
+                continue;
+            };
+            let chosen = frameworks
+                .sort(&self.total)
+                .into_iter()
+                .find(|fw| self.may_offer(fw, &role, id, &offerable, now));
+            let Some(framework) = chosen else {
+                continue;
+            };
+            self.track(&framework, &role, id, &offerable);
+            available = available.checked_sub(&offerable).unwrap_or_default();
+            out.push(Allocation {
+                framework_id: framework,
+                role,
+                agent_id: id.clone(),
+                resources: offerable,
+            });
+            if !self.allocatable(&available) {
+                break;
+            }
+        }
+    }
+
+    /// Whether `framework` may be offered `offerable` on `agent` for `role` now: it is
+    /// connected, not suppressed for the role, and has no refusal covering the offer.
+    fn may_offer(
+        &self,
+        framework: &FrameworkId,
+        role: &str,
+        agent: &AgentId,
+        offerable: &Resources,
+        now: Instant,
+    ) -> bool {
+        let Some(fw) = self.frameworks.get(framework) else {
+            return false;
+        };
+        fw.active
+            && fw.roles.iter().any(|r| r == role)
+            && !fw.suppressed.contains(role)
+            && !self.filters.refuses(framework, agent, offerable, now)
+    }
+
+    /// Mesos' min-allocatable check: enough cpus or enough memory to be worth an offer.
+    fn allocatable(&self, resources: &Resources) -> bool {
+        !resources.is_empty()
+            && (resources.cpus() >= self.config.min_allocatable_cpus
+                || resources.mem_mb() >= self.config.min_allocatable_mem_mb)
+    }
+}

@@ -1,0 +1,676 @@
+//! The resource allocator: which framework is offered which agent's free resources, by
+//! Dominant Resource Fairness over roles and then over the frameworks of each role.
+//!
+//! A pure state machine in the style of Mesos' HierarchicalDRF allocator: no I/O, no clock
+//! (time comes in as `now`), no timers. The caller feeds it agents, frameworks, declines and
+//! recovered resources, and asks for allocations on its own schedule: [`Allocator::allocate`]
+//! every allocation interval over all agents, [`Allocator::allocate_agents`] after an event
+//! (agent added, framework added or revived, resources recovered) over the affected agents.
+//!
+//! Semantics, following Mesos 1.11 where not stated otherwise:
+//! - Offered resources count as allocated until the caller recovers them
+//!   ([`Allocator::recover`]): for a declined or rescinded offer, for the unused part of an
+//!   accepted one, and for a task that ended.
+//! - For each agent, roles are taken in DRF order (share = max over scalar resources of the
+//!   role's allocation / cluster total, divided by the role's weight; ties by allocation
+//!   count, then name); within a role, frameworks in DRF order. The first framework that may
+//!   take them gets everything on the agent its role may use (unreserved plus reserved for
+//!   the role); the next role gets what is left (its own reservations). So a framework gets
+//!   at most one allocation per agent and role per cycle.
+//! - Roles are sorted flat: `eng/frontend` competes with `eng` and `ops` directly, on its own
+//!   allocation and its own weight (default 1.0). Mesos sorts a tree, a parent competing on
+//!   its subtree's allocation; that refinement is not here yet.
+//! - Reserved resources count toward their role's share, and toward the share of the
+//!   framework they were offered to.
+//! - Refusal filters are per framework and agent (not per role): they hide an agent from the
+//!   framework while the refused resources contain everything it would be offered there, for
+//!   `max(refuse, allocation_interval)`. REVIVE, with or without roles, clears all of the
+//!   framework's filters and unsuppresses the named roles.
+//! - Quotas are not implemented. The cycle is written as Mesos' stage 2 ("everyone, in DRF
+//!   order"); a quota stage 1 would run the same per-agent step first, over roles below their
+//!   guarantee, and stage 2 would then keep headroom for unmet guarantees.
+
+mod cycle;
+pub mod filters;
+pub mod sorter;
+
+#[cfg(test)]
+mod simulation;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use fleet_proto::ids::{AgentId, FrameworkId};
+use fleet_proto::resources::{Resources, Scalar};
+
+use filters::{RefusalFilters, refusal_duration};
+use sorter::{DrfSorter, Quantities};
+
+/// The role Mesos gives a framework that names none.
+pub const DEFAULT_ROLE: &str = "*";
+
+/// Stands for "not known yet": resources an agent reports in use by a framework that has not
+/// subscribed again since a master failover. They are allocated on the agent but count for no
+/// role until the framework comes back.
+const UNKNOWN_ROLE: &str = "";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AllocatorConfig {
+    /// How often the caller runs a full cycle; also the shortest refusal.
+    pub allocation_interval: Duration,
+    /// Refusal when a DECLINE carries no `refuse_seconds`.
+    pub default_refuse: Duration,
+    /// An offer must hold at least this many cpus, or at least `min_allocatable_mem_mb`.
+    pub min_allocatable_cpus: Scalar,
+    pub min_allocatable_mem_mb: Scalar,
+}
+
+impl Default for AllocatorConfig {
+    /// Mesos' defaults: 1 s interval, 5 s refusal, `cpus:0.01|mem:32`.
+    fn default() -> Self {
+        Self {
+            allocation_interval: Duration::from_secs(1),
+            default_refuse: Duration::from_secs(5),
+            min_allocatable_cpus: Scalar::from_milli(10),
+            min_allocatable_mem_mb: Scalar::from_milli(32_000),
+        }
+    }
+}
+
+/// Resources of one agent given to one framework, for one of its roles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Allocation {
+    pub framework_id: FrameworkId,
+    pub role: String,
+    pub agent_id: AgentId,
+    pub resources: Resources,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum AllocatorError {
+    #[error("invalid weight {weight} for role '{role}': a weight must be a finite number > 0")]
+    InvalidWeight { role: String, weight: f64 },
+    #[error("agent '{agent}' reports '{used}' in use, more than its total '{total}'")]
+    UsedExceedsTotal {
+        agent: AgentId,
+        used: Resources,
+        total: Resources,
+    },
+    #[error(
+        "cannot recover '{resources}' on agent '{agent}' from framework '{framework}': it holds only '{held}' there"
+    )]
+    NotAllocated {
+        framework: FrameworkId,
+        agent: AgentId,
+        resources: Resources,
+        held: Resources,
+    },
+    #[error("agent '{agent}': allocated '{allocated}' is not within its total '{total}'")]
+    Overallocated {
+        agent: AgentId,
+        allocated: Resources,
+        total: Resources,
+    },
+}
+
+/// Dominant shares, for /state and for tests.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Shares {
+    pub roles: BTreeMap<String, RoleShare>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct RoleShare {
+    pub weight: f64,
+    /// The role's dominant share divided by its weight: what DRF orders roles by.
+    pub share: f64,
+    /// Each framework's dominant share of what it holds in this role.
+    pub frameworks: BTreeMap<FrameworkId, f64>,
+}
+
+#[derive(Debug, Clone)]
+struct Agent {
+    total: Resources,
+    /// Sum of `allocations`; kept to make the per-agent step one subtraction.
+    allocated: Resources,
+    allocations: BTreeMap<(FrameworkId, String), Resources>,
+    active: bool,
+    /// Agents without cpus and mem are never offered (Mesos).
+    offerable: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Framework {
+    /// Subscribed roles, in the order the framework named them.
+    roles: Vec<String>,
+    suppressed: BTreeSet<String>,
+    active: bool,
+}
+
+/// The DRF allocator. See the module documentation for its semantics.
+#[derive(Debug)]
+pub struct Allocator {
+    config: AllocatorConfig,
+    agents: BTreeMap<AgentId, Agent>,
+    frameworks: BTreeMap<FrameworkId, Framework>,
+    /// Scalar totals over all agents, active or not: the denominator of every share.
+    total: Quantities,
+    roles: DrfSorter<String>,
+    /// Per role, the frameworks subscribed to it or still holding resources in it.
+    role_frameworks: BTreeMap<String, DrfSorter<FrameworkId>>,
+    filters: RefusalFilters,
+    /// Agents holding resources of frameworks whose role is not known yet.
+    unknown: BTreeMap<FrameworkId, BTreeSet<AgentId>>,
+    cycles: u64,
+}
+
+impl Allocator {
+    pub fn new(config: AllocatorConfig) -> Self {
+        Self {
+            config,
+            agents: BTreeMap::new(),
+            frameworks: BTreeMap::new(),
+            total: Quantities::default(),
+            roles: DrfSorter::default(),
+            role_frameworks: BTreeMap::new(),
+            filters: RefusalFilters::default(),
+            unknown: BTreeMap::new(),
+            cycles: 0,
+        }
+    }
+
+    pub fn config(&self) -> &AllocatorConfig {
+        &self.config
+    }
+
+    /// Adds an agent, active, with `used` already held by frameworks (tasks that survived a
+    /// master failover or agent re-registration). An id already known is replaced. Fails,
+    /// adding nothing, if `used` does not fit in `total`.
+    pub fn add_agent(
+        &mut self,
+        id: AgentId,
+        total: Resources,
+        used: Vec<(FrameworkId, Resources)>,
+    ) -> Result<(), AllocatorError> {
+        let mut sum = Resources::new();
+        for (_, resources) in &used {
+            sum.add(resources);
+        }
+        if !total.contains(&sum) {
+            return Err(AllocatorError::UsedExceedsTotal {
+                agent: id,
+                used: sum,
+                total,
+            });
+        }
+        self.remove_agent(&id);
+        self.total.add(&Quantities::of(&total));
+        let offerable = total.cpus() > Scalar::default() || total.mem_mb() > Scalar::default();
+        self.agents.insert(
+            id.clone(),
+            Agent {
+                total,
+                allocated: Resources::new(),
+                allocations: BTreeMap::new(),
+                active: true,
+                offerable,
+            },
+        );
+        for (framework, resources) in used {
+            if resources.is_empty() {
+                continue;
+            }
+            let role = self.role_for_used(&framework, &resources);
+            if role == UNKNOWN_ROLE {
+                self.unknown
+                    .entry(framework.clone())
+                    .or_default()
+                    .insert(id.clone());
+            }
+            self.track(&framework, &role, &id, &resources);
+        }
+        Ok(())
+    }
+
+    /// Forgets an agent and everything allocated on it; outstanding offers on it are the
+    /// caller's to rescind. Unknown ids are ignored.
+    pub fn remove_agent(&mut self, id: &AgentId) {
+        let Some(agent) = self.agents.remove(id) else {
+            return;
+        };
+        self.total.subtract(&Quantities::of(&agent.total));
+        for ((framework, role), resources) in &agent.allocations {
+            if role == UNKNOWN_ROLE {
+                if let Some(agents) = self.unknown.get_mut(framework) {
+                    agents.remove(id);
+                    if agents.is_empty() {
+                        self.unknown.remove(framework);
+                    }
+                }
+                continue;
+            }
+            let quantities = Quantities::of(resources);
+            self.roles.unallocated(role, &quantities);
+            if let Some(sorter) = self.role_frameworks.get_mut(role) {
+                sorter.unallocated(framework, &quantities);
+            }
+            self.prune(framework, role);
+        }
+        self.filters.clear_agent(id);
+    }
+
+    /// Stops offers from the agent (it disconnected); its resources stay accounted.
+    pub fn deactivate_agent(&mut self, id: &AgentId) {
+        if let Some(agent) = self.agents.get_mut(id) {
+            agent.active = false;
+        }
+    }
+
+    pub fn activate_agent(&mut self, id: &AgentId) {
+        if let Some(agent) = self.agents.get_mut(id) {
+            agent.active = true;
+        }
+    }
+
+    /// Adds a framework, active, or updates a known one's roles (UPDATE_FRAMEWORK). No roles
+    /// means the default role `*`. Resources it already held on agents before it subscribed
+    /// (see [`Allocator::add_agent`]) are charged to the role they are reserved for, if it
+    /// has that role, else to its first role.
+    pub fn add_framework(
+        &mut self,
+        id: FrameworkId,
+        roles: Vec<String>,
+        suppressed_roles: Vec<String>,
+    ) {
+        let mut ordered: Vec<String> = Vec::new();
+        for role in roles {
+            if !ordered.contains(&role) {
+                ordered.push(role);
+            }
+        }
+        if ordered.is_empty() {
+            ordered.push(DEFAULT_ROLE.to_owned());
+        }
+        let suppressed = suppressed_roles
+            .into_iter()
+            .filter(|r| ordered.contains(r))
+            .collect();
+        let previous = self.frameworks.insert(
+            id.clone(),
+            Framework {
+                roles: ordered.clone(),
+                suppressed,
+                active: true,
+            },
+        );
+        for role in &ordered {
+            self.roles.add(role);
+            self.role_frameworks
+                .entry(role.clone())
+                .or_default()
+                .add(&id);
+        }
+        if let Some(previous) = previous {
+            for role in previous.roles.iter().filter(|r| !ordered.contains(r)) {
+                self.prune(&id, role);
+            }
+        }
+        self.adopt_unknown(&id);
+    }
+
+    /// Forgets a framework, recovering everything allocated to it (offers and tasks alike):
+    /// the caller need not recover its resources first.
+    pub fn remove_framework(&mut self, id: &FrameworkId) {
+        let agent_ids: Vec<AgentId> = self.agents.keys().cloned().collect();
+        for agent_id in agent_ids {
+            let held: Vec<(String, Resources)> = match self.agents.get(&agent_id) {
+                Some(agent) => agent
+                    .allocations
+                    .iter()
+                    .filter(|((framework, _), _)| framework == id)
+                    .map(|((_, role), resources)| (role.clone(), resources.clone()))
+                    .collect(),
+                None => continue,
+            };
+            for (role, resources) in held {
+                self.untrack(id, &role, &agent_id, &resources);
+            }
+        }
+        self.unknown.remove(id);
+        if let Some(framework) = self.frameworks.remove(id) {
+            for role in &framework.roles {
+                self.prune(id, role);
+            }
+        }
+        self.filters.clear_framework(id);
+    }
+
+    /// Stops offers to the framework (it disconnected); its allocations stay accounted.
+    pub fn deactivate_framework(&mut self, id: &FrameworkId) {
+        if let Some(framework) = self.frameworks.get_mut(id) {
+            framework.active = false;
+        }
+    }
+
+    pub fn activate_framework(&mut self, id: &FrameworkId) {
+        if let Some(framework) = self.frameworks.get_mut(id) {
+            framework.active = true;
+        }
+    }
+
+    /// Sets a role's weight (default 1.0); a role with weight 2 is entitled to twice the
+    /// dominant share of a role with weight 1.
+    pub fn set_weight(&mut self, role: &str, weight: f64) -> Result<(), AllocatorError> {
+        if !weight.is_finite() || weight <= 0.0 {
+            return Err(AllocatorError::InvalidWeight {
+                role: role.to_owned(),
+                weight,
+            });
+        }
+        self.roles.set_weight(&role.to_owned(), weight);
+        Ok(())
+    }
+
+    /// SUPPRESS: no more offers to the framework for `roles` (None: all its roles) until it
+    /// revives. Roles it is not subscribed to are ignored.
+    pub fn suppress(&mut self, framework: &FrameworkId, roles: Option<&[String]>) {
+        if let Some(fw) = self.frameworks.get_mut(framework) {
+            let chosen: Vec<String> = match roles {
+                None => fw.roles.clone(),
+                Some(roles) => roles
+                    .iter()
+                    .filter(|r| fw.roles.contains(r))
+                    .cloned()
+                    .collect(),
+            };
+            fw.suppressed.extend(chosen);
+        }
+    }
+
+    /// REVIVE: unsuppresses `roles` (None: all its roles) and clears all the framework's
+    /// refusal filters. The caller then runs a cycle over all agents.
+    pub fn revive(&mut self, framework: &FrameworkId, roles: Option<&[String]>) {
+        if let Some(fw) = self.frameworks.get_mut(framework) {
+            match roles {
+                None => fw.suppressed.clear(),
+                Some(roles) => fw.suppressed.retain(|r| !roles.contains(r)),
+            }
+            self.filters.clear_framework(framework);
+        }
+    }
+
+    /// DECLINE: hides `resources` on `agent` from `framework` for
+    /// `max(refuse or default_refuse, allocation_interval)`, capped at 365 days; a refusal of
+    /// zero sets no filter. The caller also recovers the declined resources.
+    pub fn decline(
+        &mut self,
+        framework: &FrameworkId,
+        agent: &AgentId,
+        resources: &Resources,
+        refuse: Option<Duration>,
+        now: Instant,
+    ) {
+        if !self.frameworks.contains_key(framework) || !self.agents.contains_key(agent) {
+            return;
+        }
+        let duration = refusal_duration(
+            refuse,
+            self.config.default_refuse,
+            self.config.allocation_interval,
+        );
+        if let Some(expires) = duration.and_then(|d| now.checked_add(d)) {
+            self.filters.add(framework, agent, resources, expires);
+        }
+    }
+
+    /// Gives back resources allocated to `framework` on `agent`: an offer declined, rescinded
+    /// or partly used, or a task that ended. Resources on an agent already removed were
+    /// recovered with it and are ignored. Resources held in several roles of the framework
+    /// are taken from its roles in name order. Fails, changing nothing, if the framework does
+    /// not hold all of `resources` on the agent.
+    pub fn recover(
+        &mut self,
+        framework: &FrameworkId,
+        agent: &AgentId,
+        resources: &Resources,
+    ) -> Result<(), AllocatorError> {
+        let Some(state) = self.agents.get(agent) else {
+            return Ok(());
+        };
+        let mut held = Resources::new();
+        let mut pieces: Vec<(String, Resources)> = Vec::new();
+        let mut remaining = resources.clone();
+        for ((holder, role), allocation) in &state.allocations {
+            if holder != framework {
+                continue;
+            }
+            held.add(allocation);
+            if remaining.is_empty() {
+                continue;
+            }
+            // Saturating subtraction twice gives the intersection with this allocation.
+            let mut uncovered = remaining.clone();
+            uncovered.subtract(allocation);
+            let mut piece = remaining;
+            piece.subtract(&uncovered);
+            remaining = uncovered;
+            if !piece.is_empty() {
+                pieces.push((role.clone(), piece));
+            }
+        }
+        if !remaining.is_empty() {
+            return Err(AllocatorError::NotAllocated {
+                framework: framework.clone(),
+                agent: agent.clone(),
+                resources: resources.clone(),
+                held,
+            });
+        }
+        for (role, piece) in pieces {
+            self.untrack(framework, &role, agent, &piece);
+        }
+        Ok(())
+    }
+
+    /// Dominant shares of every role that has frameworks or allocations.
+    pub fn shares(&self) -> Shares {
+        let mut shares = Shares::default();
+        for role in self.roles.clients() {
+            let frameworks = self
+                .role_frameworks
+                .get(role)
+                .map(|sorter| {
+                    sorter
+                        .clients()
+                        .map(|fw| (fw.clone(), sorter.share(fw, &self.total)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            shares.roles.insert(
+                role.clone(),
+                RoleShare {
+                    weight: self.roles.weight(role),
+                    share: self.roles.share(role, &self.total),
+                    frameworks,
+                },
+            );
+        }
+        shares
+    }
+
+    /// What is allocated (offered or in use) on `agent`.
+    pub fn allocated_on(&self, agent: &AgentId) -> Option<&Resources> {
+        self.agents.get(agent).map(|a| &a.allocated)
+    }
+
+    /// What `agent` has that nobody holds.
+    pub fn available_on(&self, agent: &AgentId) -> Option<Resources> {
+        self.agents
+            .get(agent)
+            .and_then(|a| a.total.checked_sub(&a.allocated))
+    }
+
+    /// Everything allocated to `framework`, over all agents and roles.
+    pub fn allocated_to(&self, framework: &FrameworkId) -> Resources {
+        let mut sum = Resources::new();
+        for agent in self.agents.values() {
+            for ((holder, _), resources) in &agent.allocations {
+                if holder == framework {
+                    sum.add(resources);
+                }
+            }
+        }
+        sum
+    }
+
+    pub fn agent_count(&self) -> usize {
+        self.agents.len()
+    }
+
+    /// Checks that on every agent the allocations fit in its total and add up to what the
+    /// agent counts as allocated.
+    pub fn check_invariants(&self) -> Result<(), AllocatorError> {
+        for (id, agent) in &self.agents {
+            let mut sum = Resources::new();
+            for resources in agent.allocations.values() {
+                sum.add(resources);
+            }
+            let consistent = sum.contains(&agent.allocated) && agent.allocated.contains(&sum);
+            if !consistent || !agent.total.contains(&sum) {
+                return Err(AllocatorError::Overallocated {
+                    agent: id.clone(),
+                    allocated: sum,
+                    total: agent.total.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The role that resources a framework already uses on a re-registering agent count for.
+    fn role_for_used(&self, framework: &FrameworkId, resources: &Resources) -> String {
+        let Some(fw) = self.frameworks.get(framework) else {
+            return UNKNOWN_ROLE.to_owned();
+        };
+        fw.roles
+            .iter()
+            .find(|role| !resources.reserved(role).is_empty())
+            .or(fw.roles.first())
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_ROLE.to_owned())
+    }
+
+    /// Charges resources held before the framework subscribed to one of its roles.
+    fn adopt_unknown(&mut self, framework: &FrameworkId) {
+        let Some(agent_ids) = self.unknown.remove(framework) else {
+            return;
+        };
+        let key = (framework.clone(), UNKNOWN_ROLE.to_owned());
+        for agent_id in agent_ids {
+            let Some(resources) = self
+                .agents
+                .get_mut(&agent_id)
+                .and_then(|agent| agent.allocations.remove(&key))
+            else {
+                continue;
+            };
+            if let Some(agent) = self.agents.get_mut(&agent_id)
+                && let Some(rest) = agent.allocated.checked_sub(&resources)
+            {
+                agent.allocated = rest;
+            }
+            let role = self.role_for_used(framework, &resources);
+            self.track(framework, &role, &agent_id, &resources);
+        }
+    }
+
+    /// Records `resources` on `agent` as held by `framework` in `role`.
+    fn track(
+        &mut self,
+        framework: &FrameworkId,
+        role: &str,
+        agent: &AgentId,
+        resources: &Resources,
+    ) {
+        let Some(state) = self.agents.get_mut(agent) else {
+            return;
+        };
+        state.allocated.add(resources);
+        state
+            .allocations
+            .entry((framework.clone(), role.to_owned()))
+            .or_default()
+            .add(resources);
+        if role == UNKNOWN_ROLE {
+            return;
+        }
+        let quantities = Quantities::of(resources);
+        let role = role.to_owned();
+        self.roles.allocated(&role, &quantities);
+        self.role_frameworks
+            .entry(role)
+            .or_default()
+            .allocated(framework, &quantities);
+    }
+
+    /// Releases `resources`, which the caller checked are held by `framework` in `role` on
+    /// `agent`.
+    fn untrack(
+        &mut self,
+        framework: &FrameworkId,
+        role: &str,
+        agent: &AgentId,
+        resources: &Resources,
+    ) {
+        let Some(state) = self.agents.get_mut(agent) else {
+            return;
+        };
+        let key = (framework.clone(), role.to_owned());
+        if let Some(held) = state.allocations.get_mut(&key) {
+            *held = held.checked_sub(resources).unwrap_or_default();
+            if held.is_empty() {
+                state.allocations.remove(&key);
+            }
+        }
+        state.allocated = state.allocated.checked_sub(resources).unwrap_or_default();
+        if role == UNKNOWN_ROLE {
+            if !state.allocations.contains_key(&key)
+                && let Some(agents) = self.unknown.get_mut(framework)
+            {
+                agents.remove(agent);
+                if agents.is_empty() {
+                    self.unknown.remove(framework);
+                }
+            }
+            return;
+        }
+        let quantities = Quantities::of(resources);
+        let role = role.to_owned();
+        self.roles.unallocated(&role, &quantities);
+        if let Some(sorter) = self.role_frameworks.get_mut(&role) {
+            sorter.unallocated(framework, &quantities);
+        }
+        self.prune(framework, &role);
+    }
+
+    /// Drops `framework` from `role`'s sorter once it neither subscribes to the role nor
+    /// holds anything in it, and the role once no framework is left in it.
+    fn prune(&mut self, framework: &FrameworkId, role: &str) {
+        let subscribed = self
+            .frameworks
+            .get(framework)
+            .is_some_and(|fw| fw.roles.iter().any(|r| r == role));
+        let Some(sorter) = self.role_frameworks.get_mut(role) else {
+            return;
+        };
+        if !subscribed && sorter.allocation(framework).is_zero() {
+            sorter.remove(framework);
+        }
+        if sorter.is_empty() {
+            self.role_frameworks.remove(role);
+            self.roles.remove(&role.to_owned());
+        }
+    }
+}

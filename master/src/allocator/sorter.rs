@@ -1,0 +1,228 @@
+//! Dominant Resource Fairness ordering: who, among roles (or among the frameworks of one
+//! role), is furthest below its fair share and should be offered resources next.
+//!
+//! A client's dominant share is the largest, over all scalar resources, of its allocation
+//! divided by the cluster total of that resource, divided by the client's weight. Clients
+//! sort by that share, then by how many allocations they have received, then by key, as in
+//! Mesos' DRF sorter. The sorter only knows quantities (name -> milli-units); it never sees
+//! agents, reservations or ranges.
+
+use std::collections::BTreeMap;
+
+use fleet_proto::resources::{Resources, Value};
+
+/// Scalar amounts by resource name, in milli-units; the only view of resources that
+/// fairness needs. Ranges and sets (ports) carry no share.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Quantities(BTreeMap<String, i64>);
+
+impl Quantities {
+    /// The scalar part of `resources`, summed by name over roles.
+    pub fn of(resources: &Resources) -> Self {
+        let mut quantities = Self::default();
+        for resource in resources.iter() {
+            if let Value::Scalar(value) = &resource.value {
+                let entry = quantities.0.entry(resource.name.clone()).or_default();
+                *entry = entry.saturating_add(value.milli());
+            }
+        }
+        quantities
+    }
+
+    pub fn get(&self, name: &str) -> i64 {
+        self.0.get(name).copied().unwrap_or_default()
+    }
+
+    pub fn add(&mut self, other: &Quantities) {
+        for (name, milli) in &other.0 {
+            let entry = self.0.entry(name.clone()).or_default();
+            *entry = entry.saturating_add(*milli);
+        }
+    }
+
+    /// Subtracts `other`, never going below zero, and drops names that reach zero.
+    pub fn subtract(&mut self, other: &Quantities) {
+        for (name, milli) in &other.0 {
+            if let Some(have) = self.0.get_mut(name) {
+                *have = (*have - milli).max(0);
+                if *have == 0 {
+                    self.0.remove(name);
+                }
+            }
+        }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.0.values().all(|milli| *milli == 0)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.0.iter().map(|(name, milli)| (name.as_str(), *milli))
+    }
+
+    /// The largest fraction `self[name] / total[name]` over the names in `total`.
+    pub fn dominant_share(&self, total: &Quantities) -> f64 {
+        total
+            .0
+            .iter()
+            .filter(|(_, total)| **total > 0)
+            .map(|(name, total)| self.get(name) as f64 / *total as f64)
+            .fold(0.0, f64::max)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Client {
+    allocated: Quantities,
+    /// How many times this client was allocated to; a tie-breaker that spreads offers
+    /// among clients with equal shares (never decremented, as in Mesos).
+    allocations: u64,
+}
+
+/// Clients (role names or framework ids) ordered by weighted dominant share.
+#[derive(Debug, Clone)]
+pub struct DrfSorter<K: Ord + Clone> {
+    clients: BTreeMap<K, Client>,
+    /// Weights outlive clients: an operator may weigh a role before any framework uses it.
+    weights: BTreeMap<K, f64>,
+}
+
+impl<K: Ord + Clone> Default for DrfSorter<K> {
+    fn default() -> Self {
+        Self {
+            clients: BTreeMap::new(),
+            weights: BTreeMap::new(),
+        }
+    }
+}
+
+impl<K: Ord + Clone> DrfSorter<K> {
+    /// Adds `client` with no allocation, if it is not there yet.
+    pub fn add(&mut self, client: &K) {
+        if !self.clients.contains_key(client) {
+            self.clients.insert(client.clone(), Client::default());
+        }
+    }
+
+    /// Forgets `client` and whatever it had allocated.
+    pub fn remove(&mut self, client: &K) {
+        self.clients.remove(client);
+    }
+
+    pub fn contains(&self, client: &K) -> bool {
+        self.clients.contains_key(client)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+
+    pub fn clients(&self) -> impl Iterator<Item = &K> {
+        self.clients.keys()
+    }
+
+    /// Weight of `client`: 1.0 unless set. Callers validate weights (finite, > 0).
+    pub fn weight(&self, client: &K) -> f64 {
+        self.weights.get(client).copied().unwrap_or(1.0)
+    }
+
+    pub fn set_weight(&mut self, client: &K, weight: f64) {
+        self.weights.insert(client.clone(), weight);
+    }
+
+    /// Records an allocation to `client`, adding the client if needed.
+    pub fn allocated(&mut self, client: &K, quantities: &Quantities) {
+        let entry = self.clients.entry(client.clone()).or_default();
+        entry.allocated.add(quantities);
+        entry.allocations += 1;
+    }
+
+    /// Records that `client` gave `quantities` back (saturating at zero).
+    pub fn unallocated(&mut self, client: &K, quantities: &Quantities) {
+        if let Some(entry) = self.clients.get_mut(client) {
+            entry.allocated.subtract(quantities);
+        }
+    }
+
+    /// What `client` holds now; zero for an unknown client.
+    pub fn allocation(&self, client: &K) -> Quantities {
+        self.clients
+            .get(client)
+            .map(|c| c.allocated.clone())
+            .unwrap_or_default()
+    }
+
+    /// Weighted dominant share of `client` against the cluster `total`.
+    pub fn share(&self, client: &K, total: &Quantities) -> f64 {
+        self.clients
+            .get(client)
+            .map(|c| c.allocated.dominant_share(total) / self.weight(client))
+            .unwrap_or_default()
+    }
+
+    /// All clients, the one furthest below its fair share first.
+    pub fn sort(&self, total: &Quantities) -> Vec<K> {
+        let mut keyed: Vec<(f64, u64, &K)> = self
+            .clients
+            .iter()
+            .map(|(key, client)| {
+                let share = client.allocated.dominant_share(total) / self.weight(key);
+                (share, client.allocations, key)
+            })
+            .collect();
+        keyed.sort_by(|a, b| {
+            a.0.total_cmp(&b.0)
+                .then(a.1.cmp(&b.1))
+                .then_with(|| a.2.cmp(b.2))
+        });
+        keyed.into_iter().map(|(_, _, key)| key.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, i64)]) -> Quantities {
+        Quantities(pairs.iter().map(|(n, v)| (n.to_string(), *v)).collect())
+    }
+
+    #[test]
+    fn dominant_share_is_the_largest_fraction() {
+        let total = q(&[("cpus", 10_000), ("mem", 1_000_000)]);
+        let alloc = q(&[("cpus", 1_000), ("mem", 500_000)]);
+        assert!((alloc.dominant_share(&total) - 0.5).abs() < 1e-12);
+        assert_eq!(Quantities::default().dominant_share(&total), 0.0);
+    }
+
+    #[test]
+    fn sorts_by_share_then_count_then_name() {
+        let total = q(&[("cpus", 10_000)]);
+        let mut sorter = DrfSorter::<String>::default();
+        for name in ["c", "b", "a"] {
+            sorter.add(&name.to_string());
+        }
+        assert_eq!(sorter.sort(&total), ["a", "b", "c"]);
+        sorter.allocated(&"a".to_string(), &q(&[("cpus", 2_000)]));
+        sorter.allocated(&"b".to_string(), &q(&[("cpus", 1_000)]));
+        assert_eq!(sorter.sort(&total), ["c", "b", "a"]);
+        // Equal shares: fewer allocations first.
+        sorter.allocated(&"c".to_string(), &q(&[("cpus", 1_000)]));
+        sorter.allocated(&"c".to_string(), &q(&[("cpus", 0)]));
+        assert_eq!(sorter.sort(&total), ["b", "c", "a"]);
+    }
+
+    #[test]
+    fn weight_divides_share() {
+        let total = q(&[("cpus", 10_000)]);
+        let mut sorter = DrfSorter::<String>::default();
+        let (a, b) = ("a".to_string(), "b".to_string());
+        sorter.set_weight(&b, 3.0);
+        sorter.allocated(&a, &q(&[("cpus", 2_000)]));
+        sorter.allocated(&b, &q(&[("cpus", 3_000)]));
+        assert!((sorter.share(&b, &total) - 0.1).abs() < 1e-12);
+        assert_eq!(sorter.sort(&total), ["b", "a"]);
+        sorter.unallocated(&b, &q(&[("cpus", 9_000)]));
+        assert!(sorter.allocation(&b).is_zero());
+    }
+}

@@ -1,0 +1,202 @@
+//! The serialisable snapshot of the master for /state and `fleet status`: agents,
+//! frameworks, tasks, role shares and counters, copied out of the core's books.
+
+use fleet_proto::ids::{AgentId, FrameworkId, OfferId, TaskId};
+use fleet_proto::messages::agent::Usage;
+use fleet_proto::resources::Resources;
+use fleet_proto::task::{Reason, TaskState};
+
+use super::records::{Agent, Framework, Task};
+use super::{Counters, Master};
+use crate::allocator::Shares;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MasterState {
+    pub agents: Vec<AgentState>,
+    pub frameworks: Vec<FrameworkState>,
+    /// Live tasks (terminal ones until acknowledged, unreachable ones).
+    pub tasks: Vec<TaskView>,
+    /// The latest tasks that ended, oldest first.
+    pub completed_tasks: Vec<TaskView>,
+    /// Agents admitted before this master started that have not re-registered yet.
+    pub recovered_agents: Vec<AgentId>,
+    pub outstanding_offers: usize,
+    pub shares: Shares,
+    pub counters: Counters,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AgentState {
+    pub id: AgentId,
+    pub hostname: String,
+    pub http_address: String,
+    /// Connected and offered.
+    pub active: bool,
+    pub total: Resources,
+    pub used: Resources,
+    pub offered: Resources,
+    pub tasks: usize,
+    pub offers: Vec<OfferId>,
+    /// Usage of the whole agent from its last report.
+    pub usage: Option<Usage>,
+    pub last_report_seq: Option<u64>,
+    /// The agent's clock when it sent its last report, Unix milliseconds.
+    pub last_report_timestamp_ms: Option<u64>,
+    pub reports: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FrameworkState {
+    pub id: FrameworkId,
+    pub name: String,
+    pub user: String,
+    pub roles: Vec<String>,
+    /// Subscribed on a connection now.
+    pub active: bool,
+    /// Known from the registry or an agent; not subscribed since this master started.
+    pub recovered: bool,
+    pub partition_aware: bool,
+    pub failover_timeout_ms: u64,
+    pub used: Resources,
+    pub offered: Resources,
+    /// The largest dominant share over its roles.
+    pub dominant_share: f64,
+    pub tasks: usize,
+    pub offers: usize,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskView {
+    pub id: TaskId,
+    pub name: String,
+    pub framework_id: FrameworkId,
+    pub agent_id: AgentId,
+    pub state: TaskState,
+    pub reason: Option<Reason>,
+    pub message: String,
+    pub resources: Resources,
+    pub sandbox: Option<String>,
+    pub exit_code: Option<i32>,
+    /// Whether an update awaits the framework's acknowledgement.
+    pub unacknowledged: bool,
+    pub usage: Option<Usage>,
+}
+
+fn task_view(task: &Task, usage: Option<Usage>) -> TaskView {
+    TaskView {
+        id: task.info.task_id.clone(),
+        name: task.info.name.clone(),
+        framework_id: task.framework_id.clone(),
+        agent_id: task.info.agent_id.clone(),
+        state: task.state,
+        reason: task.status.reason,
+        message: task.status.message.clone(),
+        resources: task.info.resources.clone(),
+        sandbox: task.status.sandbox.clone(),
+        exit_code: task.status.exit_code,
+        unacknowledged: task.unacked.is_some(),
+        usage,
+    }
+}
+
+impl Master {
+    /// A snapshot of everything, for /state. It copies: call it at the rate of reads, not
+    /// of events.
+    pub fn state(&self) -> MasterState {
+        let agents = self.agents.values().map(|a| self.agent_state(a)).collect();
+        let shares = self.allocator.shares();
+        let frameworks = self
+            .frameworks
+            .values()
+            .map(|f| self.framework_state(f, &shares))
+            .collect();
+        let tasks = self
+            .frameworks
+            .values()
+            .flat_map(|f| f.tasks.values())
+            .map(|t| {
+                let usage = self
+                    .agents
+                    .get(&t.info.agent_id)
+                    .and_then(|a| a.usage_of(&t.framework_id, &t.info.task_id));
+                task_view(t, usage)
+            })
+            .collect();
+        MasterState {
+            agents,
+            frameworks,
+            tasks,
+            completed_tasks: self.completed.iter().map(|t| task_view(t, None)).collect(),
+            recovered_agents: self.recovered_agents.keys().cloned().collect(),
+            outstanding_offers: self.offers.len(),
+            shares,
+            counters: self.counters.clone(),
+        }
+    }
+
+    fn agent_state(&self, agent: &Agent) -> AgentState {
+        let used: Resources = agent
+            .tasks
+            .iter()
+            .filter_map(|(f, t)| self.frameworks.get(f).and_then(|f| f.tasks.get(t)))
+            .filter(|t| !t.recovered)
+            .map(|t| &t.info.resources)
+            .sum();
+        let offered: Resources = agent
+            .offers
+            .iter()
+            .filter_map(|id| self.offers.get(id))
+            .map(|r| r.resources())
+            .sum();
+        AgentState {
+            id: agent.id.clone(),
+            hostname: agent.info.hostname.clone(),
+            http_address: agent.info.http_address.clone(),
+            active: agent.is_connected(),
+            total: agent.info.resources.clone(),
+            used,
+            offered,
+            tasks: agent.tasks.len(),
+            offers: agent.offers.iter().copied().collect(),
+            usage: agent.last_report.as_ref().map(|r| r.total),
+            last_report_seq: agent.last_report.as_ref().map(|r| r.seq),
+            last_report_timestamp_ms: agent.last_report.as_ref().map(|r| r.timestamp_ms),
+            reports: agent.reports,
+        }
+    }
+
+    fn framework_state(&self, framework: &Framework, shares: &Shares) -> FrameworkState {
+        let used: Resources = framework
+            .tasks
+            .values()
+            .filter(|t| !t.recovered)
+            .map(|t| &t.info.resources)
+            .sum();
+        let offered: Resources = framework
+            .offers
+            .iter()
+            .filter_map(|id| self.offers.get(id))
+            .map(|r| r.resources())
+            .sum();
+        let dominant_share = shares
+            .roles
+            .values()
+            .filter_map(|role| role.frameworks.get(&framework.id))
+            .fold(0.0, |a: f64, b| a.max(*b));
+        FrameworkState {
+            id: framework.id.clone(),
+            name: framework.info.name.clone(),
+            user: framework.info.user.clone(),
+            roles: framework.roles.clone(),
+            active: framework.conn.is_some(),
+            recovered: framework.recovered,
+            partition_aware: framework.partition_aware(),
+            failover_timeout_ms: framework.info.failover_timeout_ms,
+            used,
+            offered,
+            dominant_share,
+            tasks: framework.tasks.len(),
+            offers: framework.offers.len(),
+        }
+    }
+}

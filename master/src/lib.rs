@@ -1,0 +1,7 @@
+//! The Fleet master: the DRF allocator, the master's decisions as a sans-I/O core, the
+//! registry behind a trait, and the I/O shell (QUIC endpoint, HTTP API) around them.
+
+pub mod allocator;
+pub mod core;
+pub mod registry;
+pub mod shell;

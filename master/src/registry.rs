@@ -1,0 +1,204 @@
+//! The registry: what the master must remember across failovers (admitted agents,
+//! frameworks, role weights), never tasks or usage. The master's core writes it through the
+//! small synchronous [`Registry`] trait; [`InMemoryRegistry`] keeps it in memory, and a
+//! replicated implementation can stand behind the same trait.
+
+use std::collections::BTreeMap;
+
+use fleet_proto::ids::{AgentId, FrameworkId};
+use fleet_proto::messages::agent::AgentInfo;
+use fleet_proto::messages::scheduler::FrameworkInfo;
+
+/// One change to the registry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegistryOp {
+    /// An agent was admitted (or re-registered with new information): insert or replace.
+    AdmitAgent {
+        id: AgentId,
+        info: AgentInfo,
+    },
+    RemoveAgent {
+        id: AgentId,
+    },
+    /// A framework subscribed (or re-subscribed with new information): insert or replace.
+    AddFramework {
+        id: FrameworkId,
+        info: FrameworkInfo,
+    },
+    RemoveFramework {
+        id: FrameworkId,
+    },
+    SetWeight {
+        role: String,
+        weight: f64,
+    },
+}
+
+impl RegistryOp {
+    /// A short description for logs and errors, e.g. "admit agent A-1f".
+    pub fn describe(&self) -> String {
+        match self {
+            RegistryOp::AdmitAgent { id, .. } => format!("admit agent {id}"),
+            RegistryOp::RemoveAgent { id } => format!("remove agent {id}"),
+            RegistryOp::AddFramework { id, .. } => format!("add framework {id}"),
+            RegistryOp::RemoveFramework { id } => format!("remove framework {id}"),
+            RegistryOp::SetWeight { role, weight } => {
+                format!("set weight of role '{role}' to {weight}")
+            }
+        }
+    }
+}
+
+/// Everything the registry holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RegistryState {
+    pub agents: BTreeMap<AgentId, AgentInfo>,
+    pub frameworks: BTreeMap<FrameworkId, FrameworkInfo>,
+    pub weights: BTreeMap<String, f64>,
+}
+
+impl RegistryState {
+    /// Applies one op; removing what is not there is not an error (ops are idempotent).
+    pub fn apply(&mut self, op: RegistryOp) {
+        match op {
+            RegistryOp::AdmitAgent { id, info } => {
+                self.agents.insert(id, info);
+            }
+            RegistryOp::RemoveAgent { id } => {
+                self.agents.remove(&id);
+            }
+            RegistryOp::AddFramework { id, info } => {
+                self.frameworks.insert(id, info);
+            }
+            RegistryOp::RemoveFramework { id } => {
+                self.frameworks.remove(&id);
+            }
+            RegistryOp::SetWeight { role, weight } => {
+                self.weights.insert(role, weight);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RegistryError {
+    /// The op could not be made durable (storage failed, no quorum, not the leader...).
+    #[error("registry could not {op}: {reason}")]
+    Unavailable { op: String, reason: String },
+    #[error("registry refused to {op}: {reason}")]
+    Rejected { op: String, reason: String },
+}
+
+/// Durable storage of the registry. `apply` returns only once the op is durable: the caller
+/// acts on it (answers an agent or framework) only after `Ok`.
+pub trait Registry: Send {
+    fn apply(&mut self, op: RegistryOp) -> Result<(), RegistryError>;
+    fn snapshot(&self) -> RegistryState;
+}
+
+/// A registry in memory: nothing survives the process. For `fleet dev` and tests.
+#[derive(Debug, Default)]
+pub struct InMemoryRegistry {
+    state: RegistryState,
+    /// When set, every op fails with this reason (to test how callers handle failures).
+    failing: Option<String>,
+}
+
+impl InMemoryRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts from an existing state, as after a failover.
+    pub fn with_state(state: RegistryState) -> Self {
+        Self {
+            state,
+            failing: None,
+        }
+    }
+
+    /// Makes every following op fail with `reason` (None: succeed again).
+    pub fn set_failing(&mut self, reason: Option<String>) {
+        self.failing = reason;
+    }
+}
+
+impl Registry for InMemoryRegistry {
+    fn apply(&mut self, op: RegistryOp) -> Result<(), RegistryError> {
+        if let Some(reason) = &self.failing {
+            return Err(RegistryError::Unavailable {
+                op: op.describe(),
+                reason: reason.clone(),
+            });
+        }
+        self.state.apply(op);
+        Ok(())
+    }
+
+    fn snapshot(&self) -> RegistryState {
+        self.state.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent_info() -> AgentInfo {
+        AgentInfo {
+            hostname: "h1".into(),
+            http_address: "127.0.0.1:5051".into(),
+            resources: Default::default(),
+            attributes: Default::default(),
+        }
+    }
+
+    #[test]
+    fn ops_apply_and_are_idempotent() {
+        let mut registry = InMemoryRegistry::new();
+        let id = AgentId::from("A-1");
+        registry
+            .apply(RegistryOp::AdmitAgent {
+                id: id.clone(),
+                info: agent_info(),
+            })
+            .unwrap();
+        registry
+            .apply(RegistryOp::AddFramework {
+                id: FrameworkId::from("F-1"),
+                info: FrameworkInfo::default(),
+            })
+            .unwrap();
+        registry
+            .apply(RegistryOp::SetWeight {
+                role: "eng".into(),
+                weight: 2.0,
+            })
+            .unwrap();
+        let state = registry.snapshot();
+        assert!(state.agents.contains_key(&id));
+        assert_eq!(state.frameworks.len(), 1);
+        assert_eq!(state.weights.get("eng"), Some(&2.0));
+        registry
+            .apply(RegistryOp::RemoveAgent { id: id.clone() })
+            .unwrap();
+        registry.apply(RegistryOp::RemoveAgent { id }).unwrap();
+        assert!(registry.snapshot().agents.is_empty());
+    }
+
+    #[test]
+    fn failing_registry_reports_the_op() {
+        let mut registry = InMemoryRegistry::new();
+        registry.set_failing(Some("disk full".into()));
+        let err = registry
+            .apply(RegistryOp::RemoveFramework {
+                id: FrameworkId::from("F-9"),
+            })
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "registry could not remove framework F-9: disk full"
+        );
+        assert!(registry.snapshot().frameworks.is_empty());
+    }
+}

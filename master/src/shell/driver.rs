@@ -1,0 +1,176 @@
+//! Drives the core: feeds it connection events, reports and clock ticks, routes its outputs
+//! to the connections, and publishes state snapshots for the HTTP thread.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fleet_proto::frame::close;
+use fleet_proto::messages::agent::{MasterMessage, Report};
+use fleet_proto::messages::scheduler::Event;
+use rkyv::util::AlignedVec;
+use tokio::sync::{mpsc, watch};
+
+use crate::core::{ConnId, Input, Master, MasterState, Output};
+
+/// From sessions to the driver.
+pub(super) enum ShellEvent {
+    /// A session is ready to receive; registered before its first input.
+    Open {
+        conn: ConnId,
+        tx: mpsc::UnboundedSender<Outgoing>,
+        connection: quinn::Connection,
+    },
+    Input(Input),
+    /// A report frame already validated by the session (`frame::access` succeeded).
+    Report {
+        conn: ConnId,
+        body: AlignedVec,
+    },
+}
+
+/// From the driver to one session's writer.
+pub(super) enum Outgoing {
+    Agent(MasterMessage),
+    Framework(Event),
+}
+
+/// What the HTTP thread serves: the core's state plus where this master listens.
+#[derive(Debug, serde::Serialize)]
+pub struct Published {
+    pub quic_address: String,
+    pub http_address: String,
+    pub published_at_ms: u64,
+    #[serde(flatten)]
+    pub state: MasterState,
+}
+
+impl Published {
+    pub(super) fn new(state: MasterState, quic: SocketAddr, http: SocketAddr) -> Self {
+        Published {
+            quic_address: quic.to_string(),
+            http_address: http.to_string(),
+            published_at_ms: fleet_proto::task::unix_millis(),
+            state,
+        }
+    }
+}
+
+struct Session {
+    tx: mpsc::UnboundedSender<Outgoing>,
+    connection: quinn::Connection,
+}
+
+const TICK: Duration = Duration::from_millis(50);
+const PUBLISH_EVERY: Duration = Duration::from_millis(200);
+
+pub(super) async fn run(
+    mut master: Master,
+    mut events: mpsc::UnboundedReceiver<ShellEvent>,
+    published: watch::Sender<Arc<Published>>,
+    mut stop: watch::Receiver<bool>,
+    quic: SocketAddr,
+    http: SocketAddr,
+) {
+    let mut sessions: HashMap<ConnId, Session> = HashMap::new();
+    let mut out = Vec::new();
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_publish = Instant::now();
+    loop {
+        tokio::select! {
+            ev = events.recv() => {
+                let Some(ev) = ev else { break };
+                let now = Instant::now();
+                handle(&mut master, &mut sessions, ev, now, &mut out);
+                // Drain what is queued before dispatching, so bursts are batched.
+                while let Ok(ev) = events.try_recv() {
+                    handle(&mut master, &mut sessions, ev, now, &mut out);
+                    if out.len() > 4096 { break; }
+                }
+            }
+            _ = ticker.tick() => master.tick(Instant::now(), &mut out),
+            _ = stop.changed() => break,
+        }
+        dispatch(&mut sessions, &mut out);
+        if last_publish.elapsed() >= PUBLISH_EVERY {
+            last_publish = Instant::now();
+            let _ = published.send(Arc::new(Published::new(master.state(), quic, http)));
+        }
+    }
+    for s in sessions.values() {
+        s.connection.close(
+            quinn::VarInt::from_u32(close::SHUTDOWN),
+            b"master shutting down",
+        );
+    }
+}
+
+fn handle(
+    master: &mut Master,
+    sessions: &mut HashMap<ConnId, Session>,
+    ev: ShellEvent,
+    now: Instant,
+    out: &mut Vec<Output>,
+) {
+    match ev {
+        ShellEvent::Open {
+            conn,
+            tx,
+            connection,
+        } => {
+            sessions.insert(conn, Session { tx, connection });
+        }
+        ShellEvent::Input(input) => {
+            let gone = match &input {
+                Input::AgentDisconnected { conn, .. }
+                | Input::FrameworkDisconnected { conn, .. } => Some(*conn),
+                _ => None,
+            };
+            if let Some(conn) = gone
+                && sessions.remove(&conn).is_none()
+            {
+                // Already reported gone (two streams of one connection can both end it).
+                return;
+            }
+            master.handle(input, now, out);
+        }
+        ShellEvent::Report { conn, body } => {
+            // SAFETY: the session validated this exact buffer with `frame::access::<Report>`
+            // (bytecheck) before sending it here, and it has not been modified since.
+            let report = unsafe { rkyv::access_unchecked::<rkyv::Archived<Report>>(&body) };
+            master.handle_report(conn, report, now, out);
+        }
+    }
+}
+
+fn dispatch(sessions: &mut HashMap<ConnId, Session>, out: &mut Vec<Output>) {
+    for o in out.drain(..) {
+        match o {
+            Output::ToAgent { conn, msg } => {
+                if let Some(s) = sessions.get(&conn) {
+                    let _ = s.tx.send(Outgoing::Agent(msg));
+                }
+            }
+            Output::ToFramework { conn, event } => {
+                if let Some(s) = sessions.get(&conn) {
+                    let _ = s.tx.send(Outgoing::Framework(event));
+                }
+            }
+            Output::Close { conn, reason } => {
+                if let Some(s) = sessions.get(&conn) {
+                    tracing::info!(conn, "closing connection: {reason}");
+                    // Give the writer a moment to flush what was queued (an ERROR event
+                    // that explains the close) before the connection goes.
+                    let connection = s.connection.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        connection
+                            .close(quinn::VarInt::from_u32(close::REFUSED), reason.as_bytes());
+                    });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The master's HTTP API on TCP: /health, /state (JSON) and /metrics (Prometheus text),
+//! served from the last published snapshot on a thread of its own.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::sync::watch;
+
+use super::driver::Published;
+
+type Snapshot = watch::Receiver<Arc<Published>>;
+
+pub(super) fn serve(
+    listener: std::net::TcpListener,
+    published: Snapshot,
+    mut stop: watch::Receiver<bool>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("cannot start the HTTP runtime: {e}");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        if let Err(e) = listener.set_nonblocking(true) {
+            tracing::error!("cannot serve HTTP: {e}");
+            return;
+        }
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("cannot serve HTTP: {e}");
+                return;
+            }
+        };
+        let app = Router::new()
+            .route("/health", get(health))
+            .route("/state", get(state))
+            .route("/metrics", get(metrics))
+            .with_state(published);
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!("HTTP server failed: {e}");
+        }
+    });
+}
+
+async fn health() -> &'static str {
+    "OK\n"
+}
+
+async fn state(State(published): State<Snapshot>) -> Response {
+    let snapshot = published.borrow().clone();
+    match serde_json::to_vec_pretty(&*snapshot) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot serialize state: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(published): State<Snapshot>) -> Response {
+    let snapshot = published.borrow().clone();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        super::metrics::render(&snapshot.state),
+    )
+        .into_response()
+}

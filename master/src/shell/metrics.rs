@@ -1,0 +1,83 @@
+//! Prometheus text exposition of a published state snapshot.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::core::MasterState;
+
+/// Renders gauges (agents, frameworks, tasks by state, offers, resources) and every counter
+/// the core keeps, as `fleet_master_<counter>_total`.
+pub fn render(state: &MasterState) -> String {
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, samples: &[(String, f64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let active = state.agents.iter().filter(|a| a.active).count();
+    gauge(
+        "fleet_master_agents",
+        "Agents known to the master, by state.",
+        &[
+            ("{state=\"active\"}".into(), active as f64),
+            (
+                "{state=\"inactive\"}".into(),
+                (state.agents.len() - active) as f64,
+            ),
+        ],
+    );
+    gauge(
+        "fleet_master_frameworks",
+        "Frameworks known to the master.",
+        &[(String::new(), state.frameworks.len() as f64)],
+    );
+    let mut by_state: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in &state.tasks {
+        *by_state.entry(t.state.name()).or_default() += 1;
+    }
+    let samples: Vec<(String, f64)> = by_state
+        .iter()
+        .map(|(s, n)| (format!("{{state=\"{s}\"}}"), *n as f64))
+        .collect();
+    gauge("fleet_master_tasks", "Live tasks, by state.", &samples);
+    gauge(
+        "fleet_master_outstanding_offers",
+        "Offers sent and not yet answered.",
+        &[(String::new(), state.outstanding_offers as f64)],
+    );
+    let mut resources: BTreeMap<(&str, String), f64> = BTreeMap::new();
+    for a in &state.agents {
+        for (kind, set) in [
+            ("total", &a.total),
+            ("used", &a.used),
+            ("offered", &a.offered),
+        ] {
+            for (name, _role, value) in set.scalars() {
+                *resources.entry((kind, name.to_owned())).or_default() += value.as_f64();
+            }
+        }
+    }
+    let samples: Vec<(String, f64)> = resources
+        .iter()
+        .map(|((kind, name), v)| (format!("{{resource=\"{name}\",kind=\"{kind}\"}}"), *v))
+        .collect();
+    gauge(
+        "fleet_master_resources",
+        "Scalar resources over all agents: total, used by tasks, offered.",
+        &samples,
+    );
+    if let Ok(serde_json::Value::Object(counters)) = serde_json::to_value(&state.counters) {
+        for (name, value) in counters {
+            if let Some(v) = value.as_f64() {
+                let metric = format!("fleet_master_{name}_total");
+                let _ = writeln!(
+                    out,
+                    "# HELP {metric} Count of {}.\n# TYPE {metric} counter\n{metric} {v}",
+                    name.replace('_', " ")
+                );
+            }
+        }
+    }
+    out
+}

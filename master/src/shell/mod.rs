@@ -1,0 +1,187 @@
+//! The I/O shell around the master's core: a QUIC endpoint for agents and frameworks, the
+//! thread that drives the core, and the HTTP API. The core decides; this module only moves
+//! bytes and time.
+//!
+//! Threads: one shard thread runs a tokio-uring runtime with the QUIC endpoint and the core
+//! driver; one HTTP thread serves snapshots of the state published by the driver, so a
+//! read of /state never waits on allocation.
+
+mod driver;
+mod http;
+mod metrics;
+mod quic;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use fleet_proto::tls::CertifiedKey;
+use tokio::sync::{mpsc, watch};
+
+use crate::core::{Master, MasterConfig};
+use crate::registry::InMemoryRegistry;
+
+pub use driver::Published;
+
+/// Everything needed to start a master.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// UDP address of the QUIC endpoint; HTTP listens on the same address over TCP unless
+    /// `http_listen` says otherwise.
+    pub listen: SocketAddr,
+    pub http_listen: Option<SocketAddr>,
+    /// The cluster CA certificate (PEM) that agent certificates must chain to.
+    pub ca_pem: String,
+    /// This master's certificate and key.
+    pub identity: CertifiedKey,
+    pub core: MasterConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("invalid TLS set-up: {0}")]
+    Tls(String),
+    #[error("cannot start the {0} thread: {1}")]
+    Thread(&'static str, std::io::Error),
+}
+
+/// A running master. Dropping it does not stop it; call [`MasterHandle::shutdown`].
+pub struct MasterHandle {
+    quic_addr: SocketAddr,
+    http_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    threads: Vec<JoinHandle<()>>,
+    published: watch::Receiver<Arc<Published>>,
+}
+
+impl MasterHandle {
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic_addr
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The latest published state snapshot.
+    pub fn state(&self) -> Arc<Published> {
+        self.published.borrow().clone()
+    }
+
+    /// Stops accepting, closes every connection and joins the threads.
+    pub fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+
+    /// Blocks until the master stops (after `stop_signal` fires on another thread).
+    pub fn join(mut self) {
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+
+    /// A sender that stops the master when `true` is sent.
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+}
+
+/// Binds the sockets, then starts the shard and HTTP threads. Errors in binding or TLS
+/// set-up are returned here, before anything runs.
+pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
+    let udp = std::net::UdpSocket::bind(config.listen).map_err(|source| ServerError::Bind {
+        what: "QUIC (UDP)",
+        addr: config.listen,
+        source,
+    })?;
+    let quic_addr = udp.local_addr().map_err(|source| ServerError::Bind {
+        what: "QUIC (UDP)",
+        addr: config.listen,
+        source,
+    })?;
+    let http_listen = config
+        .http_listen
+        .unwrap_or(SocketAddr::new(quic_addr.ip(), quic_addr.port()));
+    let tcp = std::net::TcpListener::bind(http_listen).map_err(|source| ServerError::Bind {
+        what: "HTTP (TCP)",
+        addr: http_listen,
+        source,
+    })?;
+    let http_addr = tcp.local_addr().map_err(|source| ServerError::Bind {
+        what: "HTTP (TCP)",
+        addr: http_listen,
+        source,
+    })?;
+    let server_config = quic::server_config(&config)?;
+
+    let (stop, stop_rx) = watch::channel(false);
+    let master = Master::new(config.core.clone(), Box::new(InMemoryRegistry::default()));
+    let (published_tx, published_rx) = watch::channel(Arc::new(Published::new(
+        master.state(),
+        quic_addr,
+        http_addr,
+    )));
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+
+    let shard_stop = stop_rx.clone();
+    let shard = std::thread::Builder::new()
+        .name("fleet-shard-0".into())
+        .spawn(move || {
+            tokio_uring::start(async move {
+                let endpoint = match quic::endpoint(server_config, udp) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::error!("cannot start the QUIC endpoint on {quic_addr}: {e}");
+                        return;
+                    }
+                };
+                tracing::info!("master listening on {quic_addr} (QUIC)");
+                let acceptor = tokio::spawn(quic::accept_loop(
+                    endpoint.clone(),
+                    events_tx,
+                    shard_stop.clone(),
+                ));
+                driver::run(
+                    master,
+                    events_rx,
+                    published_tx,
+                    shard_stop,
+                    quic_addr,
+                    http_addr,
+                )
+                .await;
+                endpoint.close(
+                    quinn::VarInt::from_u32(fleet_proto::frame::close::SHUTDOWN),
+                    b"master shutting down",
+                );
+                acceptor.abort();
+                endpoint.wait_idle().await;
+            })
+        })
+        .map_err(|e| ServerError::Thread("shard", e))?;
+
+    let http_published = published_rx.clone();
+    let http_stop = stop_rx;
+    let http = std::thread::Builder::new()
+        .name("fleet-http".into())
+        .spawn(move || http::serve(tcp, http_published, http_stop))
+        .map_err(|e| ServerError::Thread("http", e))?;
+    tracing::info!("master HTTP on http://{http_addr}");
+
+    Ok(MasterHandle {
+        quic_addr,
+        http_addr,
+        stop,
+        threads: vec![shard, http],
+        published: published_rx,
+    })
+}

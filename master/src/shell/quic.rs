@@ -1,0 +1,346 @@
+//! The master's QUIC endpoint: accepts agent and framework connections (told apart by ALPN),
+//! checks each stream's preamble, reads frames and hands them to the driver, and writes
+//! what the driver sends back. Any protocol violation closes that one connection with a
+//! reason the peer can read; everyone else is unaffected.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use fleet_proto::frame::{self, ALPN_AGENT, ALPN_SCHEDULER, MAX_FRAME_LEN, StreamKind, close};
+use fleet_proto::messages::agent::{AgentMessage, MasterMessage, Report};
+use fleet_proto::messages::scheduler::{Call, Event};
+use fleet_proto::stream::{self, StreamError};
+use fleet_proto::tls;
+use tokio::sync::{mpsc, watch};
+
+use super::driver::{Outgoing, ShellEvent};
+use super::{ServerConfig, ServerError};
+use crate::core::{ConnId, Input};
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+pub(super) fn server_config(config: &ServerConfig) -> Result<quinn::ServerConfig, ServerError> {
+    let tls = tls::server_config(
+        &config.ca_pem,
+        &config.identity,
+        &[ALPN_AGENT, ALPN_SCHEDULER],
+    )
+    .map_err(|e| ServerError::Tls(e.to_string()))?;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_secs(2)));
+    transport.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(Duration::from_secs(30))
+            .map_err(|e| ServerError::Tls(e.to_string()))?,
+    ));
+    transport.max_concurrent_bidi_streams(4u32.into());
+    transport.max_concurrent_uni_streams(4u32.into());
+    server.transport_config(Arc::new(transport));
+    Ok(server)
+}
+
+pub(super) fn endpoint(
+    config: quinn::ServerConfig,
+    socket: std::net::UdpSocket,
+) -> std::io::Result<quinn::Endpoint> {
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| std::io::Error::other("no async runtime found for quinn"))?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(config),
+        socket,
+        runtime,
+    )
+}
+
+pub(super) async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    events: mpsc::UnboundedSender<ShellEvent>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => match i { Some(i) => i, None => return },
+            _ = stop.changed() => return,
+        };
+        let events = events.clone();
+        tokio::spawn(async move {
+            let peer = incoming.remote_address();
+            match incoming.await {
+                Ok(conn) => serve_connection(conn, events).await,
+                Err(e) => tracing::warn!(%peer, "QUIC handshake failed: {e}"),
+            }
+        });
+    }
+}
+
+fn close_conn(conn: &quinn::Connection, code: u32, reason: &str) {
+    conn.close(quinn::VarInt::from_u32(code), reason.as_bytes());
+}
+
+async fn serve_connection(conn: quinn::Connection, events: mpsc::UnboundedSender<ShellEvent>) {
+    let peer = conn.remote_address();
+    let alpn = conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol);
+    match alpn.as_deref() {
+        Some(ALPN_AGENT) => {
+            if conn.peer_identity().is_none() {
+                tracing::warn!(%peer, "refusing agent without a certificate of the cluster CA");
+                close_conn(
+                    &conn,
+                    close::REFUSED,
+                    "agents must present a certificate of the cluster CA",
+                );
+                return;
+            }
+            serve_agent(conn, events).await;
+        }
+        Some(ALPN_SCHEDULER) => serve_framework(conn, events).await,
+        other => {
+            let name = other.map(String::from_utf8_lossy).unwrap_or_default();
+            tracing::warn!(%peer, "refusing connection with unknown ALPN '{name}'");
+            close_conn(&conn, close::PROTOCOL_ERROR, "unknown application protocol");
+        }
+    }
+}
+
+/// Ends a session: logs why, closes the connection with the reason and tells the driver.
+fn end_session(
+    conn: &quinn::Connection,
+    id: ConnId,
+    events: &mpsc::UnboundedSender<ShellEvent>,
+    what: &str,
+    err: Option<StreamError>,
+    agent: bool,
+) {
+    let reason = match &err {
+        Some(e) => {
+            tracing::warn!(peer = %conn.remote_address(), conn = id, "{what}: {e}; disconnecting");
+            close_conn(conn, close::PROTOCOL_ERROR, &format!("{what}: {e}"));
+            format!("{what}: {e}")
+        }
+        None => {
+            let reason = conn
+                .close_reason()
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "stream closed".into());
+            tracing::info!(peer = %conn.remote_address(), conn = id, "{what}: {reason}");
+            close_conn(conn, close::NORMAL, "closed");
+            reason
+        }
+    };
+    let input = if agent {
+        Input::AgentDisconnected { conn: id, reason }
+    } else {
+        Input::FrameworkDisconnected { conn: id, reason }
+    };
+    let _ = events.send(ShellEvent::Input(input));
+}
+
+async fn serve_agent(conn: quinn::Connection, events: mpsc::UnboundedSender<ShellEvent>) {
+    let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+    let peer = conn.remote_address().to_string();
+    let (mut send, mut recv) = match conn.accept_bi().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!(%peer, "agent left before opening its control stream: {e}");
+            return;
+        }
+    };
+    if let Err(e) = stream::read_preamble(&mut recv, StreamKind::AgentControl).await {
+        tracing::warn!(%peer, "bad agent control stream: {e}; disconnecting");
+        close_conn(&conn, close::PROTOCOL_ERROR, &e.to_string());
+        return;
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
+    let _ = events.send(ShellEvent::Open {
+        conn: id,
+        tx,
+        connection: conn.clone(),
+    });
+    let _ = events.send(ShellEvent::Input(Input::AgentConnected {
+        conn: id,
+        peer: peer.clone(),
+    }));
+
+    // Writer: the driver's messages, in order, on the control stream.
+    let writer_conn = conn.clone();
+    let writer = tokio::spawn(async move {
+        if stream::write_preamble(&mut send, StreamKind::AgentControl)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        while let Some(out) = rx.recv().await {
+            let Outgoing::Agent(msg) = out else { continue };
+            let refused = matches!(msg, MasterMessage::Refused { .. });
+            if let Err(e) = stream::write_message(&mut send, &msg).await {
+                tracing::debug!("agent control write failed: {e}");
+                return;
+            }
+            if refused {
+                let _ = send.finish();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                close_conn(&writer_conn, close::REFUSED, "registration refused");
+                return;
+            }
+        }
+    });
+
+    // Reports: validated here, read in place by the core.
+    let report_conn = conn.clone();
+    let report_events = events.clone();
+    let reports = tokio::spawn(async move {
+        let mut recv = match report_conn.accept_uni().await {
+            Ok(r) => r,
+            Err(_) => return,
+        };
+        if let Err(e) = stream::read_preamble(&mut recv, StreamKind::AgentReport).await {
+            end_session(
+                &report_conn,
+                id,
+                &report_events,
+                "bad report stream",
+                Some(e),
+                true,
+            );
+            return;
+        }
+        loop {
+            match stream::read_frame(&mut recv, MAX_FRAME_LEN).await {
+                Ok(Some(body)) => {
+                    if let Err(e) = frame::access::<Report>(&body) {
+                        end_session(
+                            &report_conn,
+                            id,
+                            &report_events,
+                            "bad report",
+                            Some(e.into()),
+                            true,
+                        );
+                        return;
+                    }
+                    let _ = report_events.send(ShellEvent::Report { conn: id, body });
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    end_session(
+                        &report_conn,
+                        id,
+                        &report_events,
+                        "bad report stream",
+                        Some(e),
+                        true,
+                    );
+                    return;
+                }
+            }
+        }
+    });
+
+    let result = loop {
+        match stream::read_message::<_, AgentMessage>(&mut recv, MAX_FRAME_LEN).await {
+            Ok(Some(msg)) => {
+                let _ = events.send(ShellEvent::Input(Input::Agent { conn: id, msg }));
+            }
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+        }
+    };
+    let quiet_end = result.is_none();
+    let what = if quiet_end {
+        "agent disconnected"
+    } else {
+        "bad agent message"
+    };
+    end_session(&conn, id, &events, what, result, true);
+    reports.abort();
+    writer.abort();
+}
+
+async fn serve_framework(conn: quinn::Connection, events: mpsc::UnboundedSender<ShellEvent>) {
+    let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+    let peer = conn.remote_address().to_string();
+    let (_control_send, mut recv) = match conn.accept_bi().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::info!(%peer, "framework left before opening its control stream: {e}");
+            return;
+        }
+    };
+    if let Err(e) = stream::read_preamble(&mut recv, StreamKind::SchedulerControl).await {
+        tracing::warn!(%peer, "bad framework control stream: {e}; disconnecting");
+        close_conn(&conn, close::PROTOCOL_ERROR, &e.to_string());
+        return;
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
+    let _ = events.send(ShellEvent::Open {
+        conn: id,
+        tx,
+        connection: conn.clone(),
+    });
+    let _ = events.send(ShellEvent::Input(Input::FrameworkConnected {
+        conn: id,
+        peer: peer.clone(),
+    }));
+
+    // Events go on a stream the master opens once there is a first event to send.
+    let writer_conn = conn.clone();
+    let writer = tokio::spawn(async move {
+        let mut send: Option<quinn::SendStream> = None;
+        while let Some(out) = rx.recv().await {
+            let Outgoing::Framework(event) = out else {
+                continue;
+            };
+            if send.is_none() {
+                let mut s = match writer_conn.open_uni().await {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
+                if stream::write_preamble(&mut s, StreamKind::SchedulerEvents)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                send = Some(s);
+            }
+            let fatal = matches!(event, Event::Error { fatal: true, .. });
+            let Some(s) = send.as_mut() else { return };
+            if stream::write_message(s, &event).await.is_err() {
+                return;
+            }
+            if fatal {
+                let _ = s.finish();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return;
+            }
+        }
+    });
+
+    let result = loop {
+        match stream::read_message::<_, Call>(&mut recv, MAX_FRAME_LEN).await {
+            Ok(Some(call)) => {
+                let _ = events.send(ShellEvent::Input(Input::Framework { conn: id, call }));
+            }
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+        }
+    };
+    let quiet_end = result.is_none();
+    let what = if quiet_end {
+        "framework disconnected"
+    } else {
+        "bad framework call"
+    };
+    // Let queued events (e.g. a final ERROR) drain before closing.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    end_session(&conn, id, &events, what, result, false);
+    writer.abort();
+}

@@ -1,0 +1,254 @@
+//! The scheduler protocol between a framework and the master: calls up, events down.
+
+use crate::ids::{AgentId, FrameworkId, OfferId, TaskId, UpdateUuid};
+use crate::resources::{Attributes, Resources};
+use crate::task::{TaskInfo, TaskStatus};
+
+/// How a framework describes itself when it subscribes.
+#[derive(
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+pub struct FrameworkInfo {
+    /// Set when re-subscribing after a failover.
+    pub id: Option<FrameworkId>,
+    pub name: String,
+    pub user: String,
+    /// Roles the framework wants offers for; empty means the default role "*".
+    pub roles: Vec<String>,
+    pub principal: Option<String>,
+    /// How long the master keeps the framework's tasks after it disconnects.
+    pub failover_timeout_ms: u64,
+    pub capabilities: Capabilities,
+}
+
+impl FrameworkInfo {
+    /// The roles in effect: the given ones, or "*" when none are given.
+    pub fn effective_roles(&self) -> Vec<String> {
+        if self.roles.is_empty() {
+            vec!["*".to_owned()]
+        } else {
+            self.roles.clone()
+        }
+    }
+}
+
+/// Framework capabilities that change what the master does for it.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+pub struct Capabilities {
+    /// Gets TASK_UNREACHABLE / TASK_GONE / TASK_UNKNOWN instead of TASK_LOST.
+    pub partition_aware: bool,
+    pub gpu_resources: bool,
+    pub multi_role: bool,
+}
+
+/// Filters sent with DECLINE or ACCEPT.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+pub struct Filters {
+    /// Seconds before the refused resources are offered to this framework again.
+    /// Mesos' default is 5 s; capped at 365 days.
+    pub refuse_seconds: f64,
+}
+
+impl Default for Filters {
+    fn default() -> Self {
+        Filters {
+            refuse_seconds: 5.0,
+        }
+    }
+}
+
+/// An operation in an ACCEPT call.
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+pub enum Operation {
+    Launch { tasks: Vec<TaskInfo> },
+}
+
+/// A task named in an explicit RECONCILE.
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+pub struct ReconcileTask {
+    pub task_id: TaskId,
+    pub agent_id: Option<AgentId>,
+}
+
+/// Framework -> master.
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+pub enum Call {
+    Subscribe {
+        framework: FrameworkInfo,
+        suppressed_roles: Vec<String>,
+    },
+    Accept {
+        offer_ids: Vec<OfferId>,
+        operations: Vec<Operation>,
+        filters: Option<Filters>,
+    },
+    Decline {
+        offer_ids: Vec<OfferId>,
+        filters: Option<Filters>,
+    },
+    /// Unsuppress and clear filters, for the given roles or all of the framework's.
+    Revive {
+        roles: Vec<String>,
+    },
+    Suppress {
+        roles: Vec<String>,
+    },
+    Kill {
+        task_id: TaskId,
+        agent_id: Option<AgentId>,
+        grace_ms: Option<u64>,
+    },
+    Acknowledge {
+        agent_id: AgentId,
+        task_id: TaskId,
+        uuid: UpdateUuid,
+    },
+    /// Empty list: implicit reconciliation (all of the framework's tasks).
+    Reconcile {
+        tasks: Vec<ReconcileTask>,
+    },
+    Teardown,
+}
+
+impl Call {
+    /// The Mesos name of the call, for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Call::Subscribe { .. } => "SUBSCRIBE",
+            Call::Accept { .. } => "ACCEPT",
+            Call::Decline { .. } => "DECLINE",
+            Call::Revive { .. } => "REVIVE",
+            Call::Suppress { .. } => "SUPPRESS",
+            Call::Kill { .. } => "KILL",
+            Call::Acknowledge { .. } => "ACKNOWLEDGE",
+            Call::Reconcile { .. } => "RECONCILE",
+            Call::Teardown => "TEARDOWN",
+        }
+    }
+}
+
+/// Resources of one agent offered to one framework.
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+pub struct Offer {
+    pub id: OfferId,
+    pub framework_id: FrameworkId,
+    pub agent_id: AgentId,
+    pub hostname: String,
+    /// The role the resources are allocated to.
+    pub role: String,
+    pub resources: Resources,
+    pub attributes: Attributes,
+}
+
+/// Master -> framework.
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+pub enum Event {
+    Subscribed {
+        framework_id: FrameworkId,
+        heartbeat_interval_ms: u64,
+    },
+    Offers {
+        offers: Vec<Offer>,
+    },
+    Rescind {
+        offer_id: OfferId,
+    },
+    Update {
+        status: TaskStatus,
+    },
+    Heartbeat,
+    /// The framework did something the master refuses; with `fatal` the session ends.
+    Error {
+        message: String,
+        fatal: bool,
+    },
+}
+
+impl Event {
+    /// The Mesos name of the event.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::Subscribed { .. } => "SUBSCRIBED",
+            Event::Offers { .. } => "OFFERS",
+            Event::Rescind { .. } => "RESCIND",
+            Event::Update { .. } => "UPDATE",
+            Event::Heartbeat => "HEARTBEAT",
+            Event::Error { .. } => "ERROR",
+        }
+    }
+}
