@@ -280,15 +280,14 @@ async fn session(
     let end = loop {
         let actions = tokio::select! {
             msg = master_rx.recv() => match msg {
-                Some(Ok(msg)) => match master_message(parts, msg) {
-                    Ok(actions) => actions,
-                    Err(reply) => {
-                        if let Err(e) = stream::write_message(&mut send, &reply).await {
-                            break fail(e);
-                        }
-                        Vec::new()
+                Some(Ok(MasterMessage::Ping { nonce })) => {
+                    let pong = AgentMessage::Pong { nonce };
+                    if let Err(e) = stream::write_message(&mut send, &pong).await {
+                        break fail(e);
                     }
-                },
+                    Vec::new()
+                }
+                Some(Ok(msg)) => master_message(parts, msg),
                 Some(Err(reason)) => break lost(&conn, reason),
                 None => break lost(&conn, "control stream ended".into()),
             },
@@ -321,10 +320,10 @@ async fn session(
     end
 }
 
-/// Turns a master message into lifecycle actions, or a direct reply (pong).
-fn master_message(parts: &mut Parts, msg: MasterMessage) -> Result<Vec<Action>, AgentMessage> {
+/// Turns a master message into lifecycle actions.
+fn master_message(parts: &mut Parts, msg: MasterMessage) -> Vec<Action> {
     let now = Instant::now();
-    Ok(match msg {
+    match msg {
         MasterMessage::RunTask { framework, task } => parts.tasks.run(framework, task, now),
         MasterMessage::KillTask {
             framework_id,
@@ -343,13 +342,12 @@ fn master_message(parts: &mut Parts, msg: MasterMessage) -> Result<Vec<Action>, 
         MasterMessage::ShutdownFramework { framework_id } => {
             parts.tasks.shutdown_framework(&framework_id, now)
         }
-        MasterMessage::Ping { nonce } => return Err(AgentMessage::Pong { nonce }),
-        MasterMessage::Registered { .. } => Vec::new(),
+        MasterMessage::Ping { .. } | MasterMessage::Registered { .. } => Vec::new(),
         MasterMessage::Refused { reason } => {
             tracing::error!("master refused this agent: {reason}");
             Vec::new()
         }
-    })
+    }
 }
 
 fn container_event(parts: &mut Parts, ev: ContainerEvent) -> Vec<Action> {

@@ -2,6 +2,8 @@
 //! uses its own cgroup root, so tests never collide. A missing kernel feature fails the
 //! test with a message naming it.
 
+#![allow(clippy::unwrap_used)] // test helpers, not only #[test] functions
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

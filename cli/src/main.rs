@@ -197,7 +197,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
 
 fn status(args: StatusArgs) -> Result<ExitCode> {
     let (master, _) = profile::client_target(args.master, None)?;
-    let state = fleet_client::operator::status(&master)?;
+    let state = fleet_client::operator::status(daemons::resolve(&master)?)?;
     fleet_client::operator::print_status(&state, args.json, &mut std::io::stdout())?;
     Ok(ExitCode::SUCCESS)
 }

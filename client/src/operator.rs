@@ -1,1 +1,233 @@
+//! The operator client: reads the master's HTTP API (`/state`) and renders it as tables
+//! for `fleet status`. The printer is tolerant of the JSON's exact shape: it knows the
+//! Fleet and the Mesos field names and prints "-" for what is missing.
 
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use fleet_proto::resources::Resources;
+use serde_json::Value;
+
+use crate::error::ClientError;
+
+/// How long one HTTP request to the master may take.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// GETs `path` (e.g. "/state") from the master's HTTP address and parses the JSON body.
+pub fn get_json(http_addr: SocketAddr, path: &str) -> Result<Value, ClientError> {
+    let url = format!("http://{http_addr}{path}");
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(HTTP_TIMEOUT))
+        .build();
+    let agent = ureq::Agent::new_with_config(config);
+    let http_error = |reason: String| ClientError::Http {
+        url: url.clone(),
+        reason,
+    };
+    let mut response = agent.get(&url).call().map_err(|e| {
+        http_error(match e {
+            ureq::Error::StatusCode(code) => format!("the master answered HTTP {code}"),
+            ureq::Error::Timeout(_) => {
+                format!("no answer within {} s", HTTP_TIMEOUT.as_secs())
+            }
+            ureq::Error::Io(io) => format!("master unreachable: {io}"),
+            other => other.to_string(),
+        })
+    })?;
+    response
+        .body_mut()
+        .read_json::<Value>()
+        .map_err(|e| http_error(format!("the body is not JSON: {e}")))
+}
+
+/// The master's `/state`: `{"agents": [...], "frameworks": [...], "tasks": [...]}`.
+pub fn status(http_addr: SocketAddr) -> Result<Value, ClientError> {
+    get_json(http_addr, "/state")
+}
+
+/// Prints `state` as tables of agents, frameworks and tasks, or as pretty JSON with `json`.
+pub fn print_status(state: &Value, json: bool, out: &mut impl Write) -> Result<(), ClientError> {
+    if json {
+        let text = serde_json::to_string_pretty(state).unwrap_or_else(|_| state.to_string());
+        writeln!(out, "{text}")?;
+        return Ok(());
+    }
+    let agents = list(state, &["agents", "slaves"]);
+    let frameworks = list(state, &["frameworks"]);
+    let completed_frameworks = list(state, &["completed_frameworks"]);
+    let mut tasks = tasks(state, &frameworks);
+    tasks.extend(list(state, &["completed_tasks"]));
+
+    let rows: Vec<Vec<String>> = agents
+        .iter()
+        .map(|a| {
+            vec![
+                text(a, &["id", "agent_id"]),
+                text(a, &["hostname", "host"]),
+                resources(a, &["resources", "total", "total_resources"]),
+                resources(
+                    a,
+                    &["used", "used_resources", "allocated", "allocated_resources"],
+                ),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        "AGENTS",
+        &["ID", "HOSTNAME", "RESOURCES", "USED"],
+        &rows,
+    )?;
+
+    let mut rows: Vec<Vec<String>> = frameworks
+        .iter()
+        .map(|f| {
+            vec![
+                text(f, &["id", "framework_id"]),
+                text(f, &["name"]),
+                roles(f),
+                text(f, &["active", "connected"]),
+            ]
+        })
+        .collect();
+    // Removed frameworks (torn down, timed out), newest first, as Mesos' completed_frameworks.
+    rows.extend(completed_frameworks.iter().rev().map(|f| {
+        vec![
+            text(f, &["id", "framework_id"]),
+            text(f, &["name"]),
+            roles(f),
+            "removed".to_owned(),
+        ]
+    }));
+    writeln!(out)?;
+    table(out, "FRAMEWORKS", &["ID", "NAME", "ROLES", "ACTIVE"], &rows)?;
+
+    let rows: Vec<Vec<String>> = tasks
+        .iter()
+        .map(|t| {
+            vec![
+                text(t, &["id", "task_id"]),
+                text(t, &["name"]),
+                text(t, &["state"]),
+                text(t, &["agent_id", "agent", "slave_id"]),
+            ]
+        })
+        .collect();
+    writeln!(out)?;
+    table(out, "TASKS", &["ID", "NAME", "STATE", "AGENT"], &rows)?;
+    Ok(())
+}
+
+/// The first array found under one of `keys`.
+fn list<'a>(v: &'a Value, keys: &[&str]) -> Vec<&'a Value> {
+    keys.iter()
+        .find_map(|k| v.get(*k).and_then(Value::as_array))
+        .map(|a| a.iter().collect())
+        .unwrap_or_default()
+}
+
+/// Top-level tasks, or else the tasks listed inside each framework (the Mesos layout).
+fn tasks<'a>(state: &'a Value, frameworks: &[&'a Value]) -> Vec<&'a Value> {
+    if state.get("tasks").is_some() {
+        return list(state, &["tasks"]);
+    }
+    frameworks
+        .iter()
+        .flat_map(|f| list(f, &["tasks"]))
+        .collect()
+}
+
+/// A field as plain text: strings as they are, other JSON compact; "-" when missing.
+fn text(v: &Value, keys: &[&str]) -> String {
+    match keys.iter().find_map(|k| v.get(*k)) {
+        None | Some(Value::Null) => "-".to_owned(),
+        Some(Value::String(s)) => s.clone(),
+        // Ids are sometimes objects ({"value": "..."}), as in Mesos.
+        Some(Value::Object(o)) if o.len() == 1 && o.contains_key("value") => {
+            text(&Value::Object(o.clone()), &["value"])
+        }
+        Some(other) => other.to_string(),
+    }
+}
+
+fn roles(f: &Value) -> String {
+    match f.get("roles").and_then(Value::as_array) {
+        Some(roles) if !roles.is_empty() => roles
+            .iter()
+            .map(|r| r.as_str().map_or_else(|| r.to_string(), str::to_owned))
+            .collect::<Vec<_>>()
+            .join(","),
+        Some(_) => "*".to_owned(),
+        None => text(f, &["role"]),
+    }
+}
+
+/// Resources in the text syntax: a string as is, the Mesos JSON list through the resource
+/// model, a `{"cpus": 1, ...}` map as `cpus:1;...`.
+fn resources(v: &Value, keys: &[&str]) -> String {
+    let Some(value) = keys.iter().find_map(|k| v.get(*k)) else {
+        return "-".to_owned();
+    };
+    match value {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        Value::Array(_) => match Resources::from_json_value(value.clone()) {
+            Ok(r) if r.is_empty() => "-".to_owned(),
+            Ok(r) => r.to_string(),
+            Err(_) => value.to_string(),
+        },
+        Value::Object(map) => {
+            let parts: Vec<String> = map
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| match v {
+                    Value::String(s) => format!("{k}:{s}"),
+                    other => format!("{k}:{other}"),
+                })
+                .collect();
+            if parts.is_empty() {
+                "-".to_owned()
+            } else {
+                parts.join(";")
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+fn table(
+    out: &mut impl Write,
+    title: &str,
+    header: &[&str],
+    rows: &[Vec<String>],
+) -> Result<(), ClientError> {
+    writeln!(out, "{title} ({})", rows.len())?;
+    if rows.is_empty() {
+        writeln!(out, "  (none)")?;
+        return Ok(());
+    }
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        format!("  {}", padded.join("  ").trim_end())
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for row in rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "operator_tests.rs"]
+mod tests;

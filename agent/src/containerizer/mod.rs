@@ -31,7 +31,8 @@ pub use spawn::{Process, spawn};
 /// What to run and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandSpec {
-    /// `true`: run `value` with `sh -c`; `false`: exec `value` with `arguments`.
+    /// `true`: run `value` with `sh -c`; `false`: exec `value` with `arguments` as its
+    /// whole argv (argv[0] first, as in Mesos' CommandInfo).
     pub shell: bool,
     pub value: String,
     pub arguments: Vec<String>,

@@ -52,8 +52,12 @@ fn command(spec: &ContainerSpec) -> Command {
         cmd.arg("-c").arg(&spec.command.value);
         cmd
     } else {
+        // As in Mesos' CommandInfo, `arguments` is the whole argv, argv[0] included.
         let mut cmd = Command::new(&spec.command.value);
-        cmd.args(&spec.command.arguments);
+        if let Some((argv0, rest)) = spec.command.arguments.split_first() {
+            std::os::unix::process::CommandExt::arg0(&mut cmd, argv0);
+            cmd.args(rest);
+        }
         cmd
     };
     cmd.current_dir(&spec.sandbox)

@@ -233,4 +233,4 @@ impl TaskRequest {
 
 #[cfg(test)]
 #[path = "options_tests.rs"]
-mod tests;
+pub(crate) mod tests;

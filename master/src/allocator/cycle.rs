@@ -14,7 +14,15 @@ impl Allocator {
     /// next so that no agent is always first (Mesos shuffles; this stays deterministic).
     pub fn allocate(&mut self, now: Instant) -> Vec<Allocation> {
         self.filters.expire(now);
-        let mut ids: Vec<AgentId> = self.agents.keys().cloned().collect();
+        // Only agents with something to offer; most are fully offered or in use.
+        let mut ids: Vec<AgentId> = self
+            .agents
+            .iter()
+            .filter(|(_, agent)| {
+                agent.active && agent.offerable && self.allocatable(&agent.available)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
         if !ids.is_empty() {
             let start = (self.cycles % ids.len() as u64) as usize;
             ids.rotate_left(start);
@@ -50,13 +58,11 @@ impl Allocator {
         if !agent.active || !agent.offerable {
             return;
         }
-        let Some(mut available) = agent.total.checked_sub(&agent.allocated) else {
-            return;
-        };
         // Any part of the agent is allocatable only if the whole is: skip sorting when not.
-        if !self.allocatable(&available) {
+        if !self.allocatable(&agent.available) {
             return;
         }
+        let mut available = agent.available.clone();
         for role in self.roles.sort(&self.total) {
             let offerable = available.allocatable_to(&role);
             if !self.allocatable(&offerable) {

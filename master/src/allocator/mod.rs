@@ -30,6 +30,7 @@
 //!   order"); a quota stage 1 would run the same per-agent step first, over roles below their
 //!   guarantee, and stage 2 would then keep headroom for unmet guarantees.
 
+mod accounting;
 mod cycle;
 pub mod filters;
 pub mod sorter;
@@ -135,6 +136,8 @@ struct Agent {
     total: Resources,
     /// Sum of `allocations`; kept to make the per-agent step one subtraction.
     allocated: Resources,
+    /// `total - allocated`, kept so that a fully offered agent costs nothing in a cycle.
+    available: Resources,
     allocations: BTreeMap<(FrameworkId, String), Resources>,
     active: bool,
     /// Agents without cpus and mem are never offered (Mesos).
@@ -211,6 +214,7 @@ impl Allocator {
         self.agents.insert(
             id.clone(),
             Agent {
+                available: total.clone(),
                 total,
                 allocated: Resources::new(),
                 allocations: BTreeMap::new(),
@@ -507,9 +511,7 @@ impl Allocator {
 
     /// What `agent` has that nobody holds.
     pub fn available_on(&self, agent: &AgentId) -> Option<Resources> {
-        self.agents
-            .get(agent)
-            .and_then(|a| a.total.checked_sub(&a.allocated))
+        self.agents.get(agent).map(|a| a.available.clone())
     }
 
     /// Everything allocated to `framework`, over all agents and roles.
@@ -532,145 +534,27 @@ impl Allocator {
     /// Checks that on every agent the allocations fit in its total and add up to what the
     /// agent counts as allocated.
     pub fn check_invariants(&self) -> Result<(), AllocatorError> {
-        for (id, agent) in &self.agents {
-            let mut sum = Resources::new();
-            for resources in agent.allocations.values() {
-                sum.add(resources);
-            }
-            let consistent = sum.contains(&agent.allocated) && agent.allocated.contains(&sum);
-            if !consistent || !agent.total.contains(&sum) {
-                return Err(AllocatorError::Overallocated {
-                    agent: id.clone(),
-                    allocated: sum,
-                    total: agent.total.clone(),
-                });
-            }
+        self.agents.keys().try_for_each(|id| self.check_agent(id))
+    }
+
+    /// [`Allocator::check_invariants`] for one agent; an unknown agent passes.
+    pub fn check_agent(&self, id: &AgentId) -> Result<(), AllocatorError> {
+        let Some(agent) = self.agents.get(id) else {
+            return Ok(());
+        };
+        let mut sum = Resources::new();
+        for resources in agent.allocations.values() {
+            sum.add(resources);
+        }
+        let mut whole = agent.available.clone();
+        whole.add(&sum);
+        if sum != agent.allocated || !agent.total.contains(&sum) || whole != agent.total {
+            return Err(AllocatorError::Overallocated {
+                agent: id.clone(),
+                allocated: sum,
+                total: agent.total.clone(),
+            });
         }
         Ok(())
-    }
-
-    /// The role that resources a framework already uses on a re-registering agent count for.
-    fn role_for_used(&self, framework: &FrameworkId, resources: &Resources) -> String {
-        let Some(fw) = self.frameworks.get(framework) else {
-            return UNKNOWN_ROLE.to_owned();
-        };
-        fw.roles
-            .iter()
-            .find(|role| !resources.reserved(role).is_empty())
-            .or(fw.roles.first())
-            .cloned()
-            .unwrap_or_else(|| DEFAULT_ROLE.to_owned())
-    }
-
-    /// Charges resources held before the framework subscribed to one of its roles.
-    fn adopt_unknown(&mut self, framework: &FrameworkId) {
-        let Some(agent_ids) = self.unknown.remove(framework) else {
-            return;
-        };
-        let key = (framework.clone(), UNKNOWN_ROLE.to_owned());
-        for agent_id in agent_ids {
-            let Some(resources) = self
-                .agents
-                .get_mut(&agent_id)
-                .and_then(|agent| agent.allocations.remove(&key))
-            else {
-                continue;
-            };
-            if let Some(agent) = self.agents.get_mut(&agent_id)
-                && let Some(rest) = agent.allocated.checked_sub(&resources)
-            {
-                agent.allocated = rest;
-            }
-            let role = self.role_for_used(framework, &resources);
-            self.track(framework, &role, &agent_id, &resources);
-        }
-    }
-
-    /// Records `resources` on `agent` as held by `framework` in `role`.
-    fn track(
-        &mut self,
-        framework: &FrameworkId,
-        role: &str,
-        agent: &AgentId,
-        resources: &Resources,
-    ) {
-        let Some(state) = self.agents.get_mut(agent) else {
-            return;
-        };
-        state.allocated.add(resources);
-        state
-            .allocations
-            .entry((framework.clone(), role.to_owned()))
-            .or_default()
-            .add(resources);
-        if role == UNKNOWN_ROLE {
-            return;
-        }
-        let quantities = Quantities::of(resources);
-        let role = role.to_owned();
-        self.roles.allocated(&role, &quantities);
-        self.role_frameworks
-            .entry(role)
-            .or_default()
-            .allocated(framework, &quantities);
-    }
-
-    /// Releases `resources`, which the caller checked are held by `framework` in `role` on
-    /// `agent`.
-    fn untrack(
-        &mut self,
-        framework: &FrameworkId,
-        role: &str,
-        agent: &AgentId,
-        resources: &Resources,
-    ) {
-        let Some(state) = self.agents.get_mut(agent) else {
-            return;
-        };
-        let key = (framework.clone(), role.to_owned());
-        if let Some(held) = state.allocations.get_mut(&key) {
-            *held = held.checked_sub(resources).unwrap_or_default();
-            if held.is_empty() {
-                state.allocations.remove(&key);
-            }
-        }
-        state.allocated = state.allocated.checked_sub(resources).unwrap_or_default();
-        if role == UNKNOWN_ROLE {
-            if !state.allocations.contains_key(&key)
-                && let Some(agents) = self.unknown.get_mut(framework)
-            {
-                agents.remove(agent);
-                if agents.is_empty() {
-                    self.unknown.remove(framework);
-                }
-            }
-            return;
-        }
-        let quantities = Quantities::of(resources);
-        let role = role.to_owned();
-        self.roles.unallocated(&role, &quantities);
-        if let Some(sorter) = self.role_frameworks.get_mut(&role) {
-            sorter.unallocated(framework, &quantities);
-        }
-        self.prune(framework, &role);
-    }
-
-    /// Drops `framework` from `role`'s sorter once it neither subscribes to the role nor
-    /// holds anything in it, and the role once no framework is left in it.
-    fn prune(&mut self, framework: &FrameworkId, role: &str) {
-        let subscribed = self
-            .frameworks
-            .get(framework)
-            .is_some_and(|fw| fw.roles.iter().any(|r| r == role));
-        let Some(sorter) = self.role_frameworks.get_mut(role) else {
-            return;
-        };
-        if !subscribed && sorter.allocation(framework).is_zero() {
-            sorter.remove(framework);
-        }
-        if sorter.is_empty() {
-            self.role_frameworks.remove(role);
-            self.roles.remove(&role.to_owned());
-        }
     }
 }

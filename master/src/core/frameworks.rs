@@ -268,6 +268,12 @@ impl Master {
         let Some(framework) = self.frameworks.remove(id) else {
             return;
         };
+        let mut gone = self.framework_state(&framework, &crate::allocator::Shares::default());
+        gone.active = false;
+        self.completed_frameworks.push_back(gone);
+        while self.completed_frameworks.len() > self.config.max_completed_tasks {
+            self.completed_frameworks.pop_front();
+        }
         if let Some(conn) = framework.conn {
             self.close(conn, why.clone(), out);
         }

@@ -185,6 +185,8 @@ pub struct Master {
     offers: BTreeMap<OfferId, OfferRecord>,
     next_offer_seq: u64,
     completed: VecDeque<Task>,
+    /// Frameworks removed since this master started, newest last (bounded).
+    completed_frameworks: VecDeque<state::FrameworkState>,
     /// A full allocation cycle is due at the next tick.
     allocate_all: bool,
     /// Agents to allocate at the next tick.
@@ -226,6 +228,7 @@ impl Master {
             offers: BTreeMap::new(),
             next_offer_seq: 0,
             completed: VecDeque::new(),
+            completed_frameworks: VecDeque::new(),
             allocate_all: false,
             allocate_agents: BTreeSet::new(),
             timers: Timers::default(),

@@ -18,6 +18,8 @@ pub struct MasterState {
     pub tasks: Vec<TaskView>,
     /// The latest tasks that ended, oldest first.
     pub completed_tasks: Vec<TaskView>,
+    /// Frameworks removed (torn down or timed out) since this master started, oldest first.
+    pub completed_frameworks: Vec<FrameworkState>,
     /// Agents admitted before this master started that have not re-registered yet.
     pub recovered_agents: Vec<AgentId>,
     pub outstanding_offers: usize,
@@ -127,6 +129,7 @@ impl Master {
             frameworks,
             tasks,
             completed_tasks: self.completed.iter().map(|t| task_view(t, None)).collect(),
+            completed_frameworks: self.completed_frameworks.iter().cloned().collect(),
             recovered_agents: self.recovered_agents.keys().cloned().collect(),
             outstanding_offers: self.offers.len(),
             shares,
@@ -165,7 +168,7 @@ impl Master {
         }
     }
 
-    fn framework_state(&self, framework: &Framework, shares: &Shares) -> FrameworkState {
+    pub(super) fn framework_state(&self, framework: &Framework, shares: &Shares) -> FrameworkState {
         let used: Resources = framework
             .tasks
             .values()

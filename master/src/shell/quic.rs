@@ -253,6 +253,8 @@ async fn serve_agent(conn: quinn::Connection, events: mpsc::UnboundedSender<Shel
             Err(e) => break Some(e),
         }
     };
+    // A peer that closed (or lost) its connection made no protocol error.
+    let result = result.filter(|_| conn.close_reason().is_none());
     let quiet_end = result.is_none();
     let what = if quiet_end {
         "agent disconnected"
@@ -333,6 +335,8 @@ async fn serve_framework(conn: quinn::Connection, events: mpsc::UnboundedSender<
             Err(e) => break Some(e),
         }
     };
+    // A peer that closed (or lost) its connection made no protocol error.
+    let result = result.filter(|_| conn.close_reason().is_none());
     let quiet_end = result.is_none();
     let what = if quiet_end {
         "framework disconnected"

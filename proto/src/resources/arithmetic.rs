@@ -41,7 +41,18 @@ impl Resources {
                 None => kinds.push((&r.name, r.kind())),
             }
         }
-        Ok(list.into_iter().collect())
+        let out: Resources = list.into_iter().collect();
+        // Repeated entries are summed; the sum must stay printable and parsable.
+        if let Some(big) = out.iter().find(|r| match r.value {
+            Value::Scalar(s) => s > Scalar::PARSE_LIMIT,
+            _ => false,
+        }) {
+            return Err(ResourceError::InvalidResource {
+                resource: big.to_string(),
+                reason: format!("the sum is too large: at most {}", Scalar::PARSE_LIMIT),
+            });
+        }
+        Ok(out)
     }
 
     fn position(&self, name: &str, role: &str, kind: ValueKind) -> Result<usize, usize> {

@@ -114,6 +114,7 @@ fn text_errors_name_the_token() {
         err("x:1;x:[1-2]"),
         "invalid resources: 'x' is given as both SCALAR and RANGES"
     );
+    assert!(err("x:600000000000;x:600000000000").contains("the sum is too large"));
     assert_eq!(
         err("x(r):1;x:{a}"),
         "invalid resources: 'x' is given as both SCALAR and SET"

@@ -282,7 +282,7 @@ fn two_frameworks_share_an_agent_by_drf() {
     let conns = [(c1, f1.clone()), (c2, f2.clone())];
     let mut launched: BTreeMap<FrameworkId, Vec<TaskId>> = BTreeMap::new();
     let mut seq = 0;
-    for round in 0..60 {
+    for round in 0..65 {
         let out = if round % 2 == 0 {
             sim.advance(Duration::from_secs(1))
         } else {

@@ -1,0 +1,269 @@
+//! A simulated cluster for allocator benchmarks: N agents of a few realistic shapes (cpus,
+//! mem, disk, ports), M frameworks spread over K roles, and the two workloads of Mesos'
+//! allocator benchmarks: every framework declines every offer with a long filter, or
+//! frameworks launch a small task from each offer and give the rest back.
+//!
+//! Time is simulated: each cycle moves the clock by one allocation interval, so filters and
+//! their expiry behave as in a real run without any sleep.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use fleet_master::allocator::{Allocation, Allocator, AllocatorConfig};
+use fleet_proto::ids::{AgentId, FrameworkId};
+use fleet_proto::resources::Resources;
+
+use crate::BenchError;
+
+/// Agent shapes, cycled over the agents: a big node, a medium one, a small one with a GPU.
+const AGENT_SHAPES: [&str; 3] = [
+    "cpus:32;mem:131072;disk:500000;ports:[31000-32000]",
+    "cpus:16;mem:65536;disk:200000;ports:[31000-31500]",
+    "cpus:8;mem:32768;disk:100000;gpus:1;ports:[31000-31100]",
+];
+
+/// What one simulated task takes from an offer, besides one port.
+const TASK: &str = "cpus:1;mem:1024;disk:1000";
+
+/// Size of a simulated cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterSpec {
+    pub agents: usize,
+    pub frameworks: usize,
+    /// Frameworks are spread round-robin over this many roles.
+    pub roles: usize,
+}
+
+impl ClusterSpec {
+    pub const fn new(agents: usize, frameworks: usize, roles: usize) -> Self {
+        Self {
+            agents,
+            frameworks,
+            roles,
+        }
+    }
+}
+
+impl std::fmt::Display for ClusterSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.agents, self.frameworks)
+    }
+}
+
+/// How frameworks answer offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Workload {
+    /// Every framework declines every offer with a long refusal, so after the first rounds
+    /// each agent is hidden from every framework by a filter and a cycle spends its time
+    /// checking filters (Mesos' `DeclineOffers` benchmark).
+    DeclineAll,
+    /// Each offer launches one small task (cpus:1, mem:1024, disk:1000, one port) and the
+    /// rest is recovered; tasks end a few cycles later, so the cluster stays busy but never
+    /// fills up.
+    AcceptPart,
+}
+
+impl Workload {
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::DeclineAll => "decline_all",
+            Workload::AcceptPart => "accept_part",
+        }
+    }
+}
+
+/// Refusal used by [`Workload::DeclineAll`]: long enough never to expire during a run.
+pub const LONG_REFUSE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How many cycles a task of [`Workload::AcceptPart`] runs before it ends.
+pub const TASK_CYCLES: usize = 4;
+
+pub fn agent_id(i: usize) -> AgentId {
+    AgentId::new(format!("{}-S{i}", crate::reports::uuid_like(i as u64)))
+}
+
+pub fn framework_id(i: usize) -> FrameworkId {
+    FrameworkId::new(format!("{}-{i:04}", crate::reports::uuid_like(1 << 40 | i as u64)))
+}
+
+pub fn role_name(i: usize) -> String {
+    format!("role-{i}")
+}
+
+fn parse(text: &str) -> Result<Resources, BenchError> {
+    Resources::parse(text).map_err(|source| BenchError::Resources {
+        text: text.to_owned(),
+        source,
+    })
+}
+
+/// Total resources of simulated agent `i`.
+pub fn agent_resources(i: usize) -> Result<Resources, BenchError> {
+    parse(AGENT_SHAPES[i % AGENT_SHAPES.len()])
+}
+
+/// An allocator with agents and frameworks, a simulated clock, and the tasks launched.
+#[derive(Debug)]
+pub struct SimCluster {
+    pub allocator: Allocator,
+    pub spec: ClusterSpec,
+    pub agents: Vec<(AgentId, Resources)>,
+    pub frameworks: Vec<FrameworkId>,
+    pub now: Instant,
+    /// Running tasks by the cycle that launched them: (framework, agent, resources).
+    tasks: VecDeque<Vec<(FrameworkId, AgentId, Resources)>>,
+    task: Resources,
+}
+
+impl SimCluster {
+    /// Builds the cluster with Mesos' default allocator settings.
+    pub fn build(spec: ClusterSpec) -> Result<Self, BenchError> {
+        Self::build_with(spec, AllocatorConfig::default())
+    }
+
+    pub fn build_with(spec: ClusterSpec, config: AllocatorConfig) -> Result<Self, BenchError> {
+        if spec.roles == 0 || spec.roles > spec.frameworks.max(1) {
+            return Err(BenchError::Option(format!(
+                "{} roles for {} frameworks: need 1 <= roles <= frameworks",
+                spec.roles, spec.frameworks
+            )));
+        }
+        let mut allocator = Allocator::new(config);
+        let mut agents = Vec::with_capacity(spec.agents);
+        for i in 0..spec.agents {
+            let id = agent_id(i);
+            let total = agent_resources(i)?;
+            allocator.add_agent(id.clone(), total.clone(), vec![])?;
+            agents.push((id, total));
+        }
+        let mut frameworks = Vec::with_capacity(spec.frameworks);
+        for i in 0..spec.frameworks {
+            let id = framework_id(i);
+            allocator.add_framework(id.clone(), vec![role_name(i % spec.roles)], vec![]);
+            frameworks.push(id);
+        }
+        Ok(Self {
+            allocator,
+            spec,
+            agents,
+            frameworks,
+            now: Instant::now(),
+            tasks: VecDeque::new(),
+            task: parse(TASK)?,
+        })
+    }
+
+    /// Builds the cluster and brings it to the steady state of `workload`.
+    pub fn prepared(spec: ClusterSpec, workload: Workload) -> Result<Self, BenchError> {
+        let mut cluster = Self::build(spec)?;
+        match workload {
+            Workload::DeclineAll => cluster.decline_everything(LONG_REFUSE),
+            Workload::AcceptPart => {
+                for _ in 0..=TASK_CYCLES {
+                    let offers = cluster.cycle();
+                    cluster.answer(offers, workload)?;
+                }
+            }
+        }
+        Ok(cluster)
+    }
+
+    /// Every framework declines every agent's whole resources for `refuse`: the filter state
+    /// the decline workload reaches after one round per framework, set up directly rather
+    /// than through `frameworks` full cycles.
+    pub fn decline_everything(&mut self, refuse: Duration) {
+        for framework in &self.frameworks {
+            for (agent, total) in &self.agents {
+                self.allocator
+                    .decline(framework, agent, total, Some(refuse), self.now);
+            }
+        }
+    }
+
+    /// One full allocation cycle, one allocation interval after the previous one.
+    pub fn cycle(&mut self) -> Vec<Allocation> {
+        self.now += self.allocator.config().allocation_interval;
+        self.allocator.allocate(self.now)
+    }
+
+    /// Answers the offers of a cycle as `workload` does, and ends the tasks that have run
+    /// their [`TASK_CYCLES`].
+    pub fn answer(&mut self, offers: Vec<Allocation>, workload: Workload) -> Result<(), BenchError> {
+        let mut launched = Vec::new();
+        for offer in offers {
+            let keep = match workload {
+                Workload::DeclineAll => {
+                    self.allocator.decline(
+                        &offer.framework_id,
+                        &offer.agent_id,
+                        &offer.resources,
+                        Some(LONG_REFUSE),
+                        self.now,
+                    );
+                    Resources::new()
+                }
+                Workload::AcceptPart => self.task_from(&offer.resources)?,
+            };
+            let rest = offer.resources.checked_sub(&keep).unwrap_or_default();
+            self.allocator
+                .recover(&offer.framework_id, &offer.agent_id, &rest)?;
+            if !keep.is_empty() {
+                launched.push((offer.framework_id, offer.agent_id, keep));
+            }
+        }
+        self.tasks.push_back(launched);
+        while self.tasks.len() > TASK_CYCLES {
+            for (framework, agent, resources) in self.tasks.pop_front().unwrap_or_default() {
+                self.allocator.recover(&framework, &agent, &resources)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Running tasks, over all agents.
+    pub fn running_tasks(&self) -> usize {
+        self.tasks.iter().map(Vec::len).sum()
+    }
+
+    /// One task's resources plus the offer's first port, or nothing if the offer is too
+    /// small.
+    fn task_from(&self, offered: &Resources) -> Result<Resources, BenchError> {
+        let mut task = self.task.clone();
+        if let Some(range) = offered.ports().as_slice().first() {
+            task.add(&parse(&format!("ports:[{0}-{0}]", range.begin))?);
+        }
+        Ok(if offered.contains(&task) {
+            task
+        } else {
+            Resources::new()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decline_all_filters_every_agent() {
+        let mut cluster = SimCluster::build(ClusterSpec::new(30, 4, 2)).unwrap();
+        let first = cluster.cycle();
+        assert_eq!(first.len(), 30);
+        cluster.answer(first, Workload::DeclineAll).unwrap();
+        cluster.decline_everything(LONG_REFUSE);
+        assert!(cluster.cycle().is_empty());
+        cluster.allocator.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn accept_part_reaches_a_steady_state() {
+        let mut cluster = SimCluster::prepared(ClusterSpec::new(30, 4, 2), Workload::AcceptPart).unwrap();
+        for _ in 0..10 {
+            let offers = cluster.cycle();
+            assert_eq!(offers.len(), 30, "every agent has room left");
+            cluster.answer(offers, Workload::AcceptPart).unwrap();
+            cluster.allocator.check_invariants().unwrap();
+        }
+        assert_eq!(cluster.running_tasks(), 30 * TASK_CYCLES);
+    }
+}
