@@ -18,10 +18,7 @@ use fleet_proto::resources::ResourceError;
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error("invalid resources '{text}' in a simulated cluster: {source}")]
-    Resources {
-        text: String,
-        source: ResourceError,
-    },
+    Resources { text: String, source: ResourceError },
     #[error("frame error in a benchmark workload: {0}")]
     Frame(#[from] FrameError),
     #[error("JSON baseline failed: {0}")]

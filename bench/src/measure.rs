@@ -82,7 +82,11 @@ pub fn calibrate<R>(min_batch: Duration, op: &mut impl FnMut() -> R) -> u64 {
 }
 
 /// Times `samples` batches of `op`, each lasting at least `min_batch`.
-pub fn time_op<R>(samples: usize, min_batch: Duration, mut op: impl FnMut() -> R) -> Result<Stat, BenchError> {
+pub fn time_op<R>(
+    samples: usize,
+    min_batch: Duration,
+    mut op: impl FnMut() -> R,
+) -> Result<Stat, BenchError> {
     let batch = calibrate(min_batch, &mut op);
     let mut recorder = Recorder::new()?;
     for _ in 0..samples {

@@ -117,19 +117,27 @@ pub fn wire(options: &Options) -> Result<Table, BenchError> {
     let back: Report = frame::decode(&body)?;
     let from_json: Report = serde_json::from_slice(&json)?;
     if back != report || from_json != report {
-        return Err(BenchError::Option("a wire round trip changed the report".into()));
+        return Err(BenchError::Option(
+            "a wire round trip changed the report".into(),
+        ));
     }
     let (n, min) = (options.frame_samples, options.min_batch);
     let sizes = format!("frame {} B, JSON {} B", encoded.len(), json.len());
 
-    let json_encode = time_op(n, min, || serde_json::to_vec(black_box(&report)).map(|v| v.len()))?;
-    let frame_encode = time_op(n, min, || frame::encode(black_box(&report)).map(|v| v.len()))?;
+    let json_encode = time_op(n, min, || {
+        serde_json::to_vec(black_box(&report)).map(|v| v.len())
+    })?;
+    let frame_encode = time_op(n, min, || {
+        frame::encode(black_box(&report)).map(|v| v.len())
+    })?;
     let json_decode = time_op(n, min, || {
         serde_json::from_slice::<Report>(black_box(&json)).map(|r| r.tasks.len())
     })?;
-    let access = time_op(n, min, || frame::access::<Report>(black_box(&body)).map(|r| r.seq))?;
+    let access = time_op(n, min, || {
+        frame::access::<Report>(black_box(&body)).map(|r| r.seq)
+    })?;
     let access_sum = time_op(n, min, || {
-        frame::access::<Report>(black_box(&body)).map(|r| sum_cpu(r))
+        frame::access::<Report>(black_box(&body)).map(sum_cpu)
     })?;
     let unchecked = time_op(n, min, || {
         // SAFETY: `body` holds an archive written by `rkyv::to_bytes` for `Report` in this
@@ -137,7 +145,9 @@ pub fn wire(options: &Options) -> Result<Table, BenchError> {
         let r = unsafe { rkyv::access_unchecked::<ArchivedReport>(black_box(&body)) };
         r.seq.to_native()
     })?;
-    let decode = time_op(n, min, || frame::decode::<Report>(black_box(&body)).map(|r| r.tasks.len()))?;
+    let decode = time_op(n, min, || {
+        frame::decode::<Report>(black_box(&body)).map(|r| r.tasks.len())
+    })?;
 
     let stream = report_stream(options.stream_frames, options.report_tasks)?;
     let chunk = options.stream_chunk.max(1);
@@ -152,7 +162,13 @@ pub fn wire(options: &Options) -> Result<Table, BenchError> {
 
     let frames = options.stream_frames as u64;
     let per_frame = |stat: &Stat| stat.p50_ns / frames as f64;
-    let mut copy_row = row("stream: copy the bytes (baseline)", copy.clone(), &copy, "itself", String::new());
+    let mut copy_row = row(
+        "stream: copy the bytes (baseline)",
+        copy.clone(),
+        &copy,
+        "itself",
+        String::new(),
+    );
     copy_row.per_item = Some((frames, per_frame(&copy)));
     let mut decoder_row = row(
         "stream: FrameDecoder + access",
@@ -166,10 +182,34 @@ pub fn wire(options: &Options) -> Result<Table, BenchError> {
     Ok(Table {
         title: format!("Wire: one agent report with {} tasks", options.report_tasks),
         rows: vec![
-            row("JSON encode (baseline)", json_encode.clone(), &json_encode, "itself", sizes),
-            row("frame::encode", frame_encode, &json_encode, "JSON encode", String::new()),
-            row("JSON decode (baseline)", json_decode.clone(), &json_decode, "itself", String::new()),
-            row("frame::access (validated)", access, &json_decode, "JSON decode", String::new()),
+            row(
+                "JSON encode (baseline)",
+                json_encode.clone(),
+                &json_encode,
+                "itself",
+                sizes,
+            ),
+            row(
+                "frame::encode",
+                frame_encode,
+                &json_encode,
+                "JSON encode",
+                String::new(),
+            ),
+            row(
+                "JSON decode (baseline)",
+                json_decode.clone(),
+                &json_decode,
+                "itself",
+                String::new(),
+            ),
+            row(
+                "frame::access (validated)",
+                access,
+                &json_decode,
+                "JSON decode",
+                String::new(),
+            ),
             row(
                 "frame::access + sum cpu of all tasks",
                 access_sum,
@@ -177,7 +217,13 @@ pub fn wire(options: &Options) -> Result<Table, BenchError> {
                 "JSON decode",
                 String::new(),
             ),
-            row("rkyv::access_unchecked", unchecked, &json_decode, "JSON decode", String::new()),
+            row(
+                "rkyv::access_unchecked",
+                unchecked,
+                &json_decode,
+                "JSON decode",
+                String::new(),
+            ),
             row(
                 "frame::decode (validate + deserialize)",
                 decode,
@@ -215,7 +261,12 @@ pub fn decode_stream(stream: &[u8], chunk: usize) -> Result<u64, BenchError> {
 }
 
 /// Times full cycles of one prepared cluster; only `allocate` is on the clock.
-pub fn time_cycles(cluster: &mut SimCluster, workload: Workload, cycles: usize, budget: Duration) -> Result<Stat, BenchError> {
+pub fn time_cycles(
+    cluster: &mut SimCluster,
+    workload: Workload,
+    cycles: usize,
+    budget: Duration,
+) -> Result<Stat, BenchError> {
     let mut recorder = Recorder::new()?;
     let start = Instant::now();
     for i in 0..cycles.max(1) {
@@ -242,8 +293,14 @@ pub fn allocator(options: &Options) -> Result<Table, BenchError> {
             let stat = time_cycles(&mut cluster, workload, options.cycles, options.cycle_budget)?;
             let per_agent = stat.p50_ns / spec.agents.max(1) as f64;
             let name = format!("{} {spec} ({} roles)", workload.name(), spec.roles);
-            let (base_name, base_per_agent) = base.get_or_insert_with(|| (name.clone(), per_agent)).clone();
-            let baseline = if base_name == name { "itself".to_owned() } else { base_name };
+            let (base_name, base_per_agent) = base
+                .get_or_insert_with(|| (name.clone(), per_agent))
+                .clone();
+            let baseline = if base_name == name {
+                "itself".to_owned()
+            } else {
+                base_name
+            };
             rows.push(Row {
                 name,
                 ratio: per_agent / base_per_agent,
@@ -276,7 +333,10 @@ pub fn human(ns: f64) -> String {
 impl fmt::Display for Table {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "### {}\n", self.title)?;
-        writeln!(f, "| figure | p50 | p99 | per item (p50) | ratio | against | note |")?;
+        writeln!(
+            f,
+            "| figure | p50 | p99 | per item (p50) | ratio | against | note |"
+        )?;
         writeln!(f, "| --- | ---: | ---: | ---: | ---: | --- | --- |")?;
         for row in &self.rows {
             let per_item = row
@@ -332,6 +392,6 @@ mod tests {
     #[test]
     fn the_decoder_reads_every_frame() {
         let stream = report_stream(3, 5).unwrap();
-        assert_eq!(decode_stream(&stream, 7).unwrap(), 0 + 1 + 2);
+        assert_eq!(decode_stream(&stream, 7).unwrap(), 1 + 2);
     }
 }

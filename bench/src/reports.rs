@@ -72,7 +72,10 @@ pub fn sample_report(tasks: usize) -> Report {
 }
 
 /// `count` frames of reports of `tasks` tasks each, back to back, as on a report stream.
-pub fn report_stream(count: usize, tasks: usize) -> Result<Vec<u8>, fleet_proto::frame::FrameError> {
+pub fn report_stream(
+    count: usize,
+    tasks: usize,
+) -> Result<Vec<u8>, fleet_proto::frame::FrameError> {
     let mut report = sample_report(tasks);
     let mut out = Vec::new();
     for seq in 0..count as u64 {

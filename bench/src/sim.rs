@@ -83,7 +83,10 @@ pub fn agent_id(i: usize) -> AgentId {
 }
 
 pub fn framework_id(i: usize) -> FrameworkId {
-    FrameworkId::new(format!("{}-{i:04}", crate::reports::uuid_like(1 << 40 | i as u64)))
+    FrameworkId::new(format!(
+        "{}-{i:04}",
+        crate::reports::uuid_like(1 << 40 | i as u64)
+    ))
 }
 
 pub fn role_name(i: usize) -> String {
@@ -188,7 +191,11 @@ impl SimCluster {
 
     /// Answers the offers of a cycle as `workload` does, and ends the tasks that have run
     /// their [`TASK_CYCLES`].
-    pub fn answer(&mut self, offers: Vec<Allocation>, workload: Workload) -> Result<(), BenchError> {
+    pub fn answer(
+        &mut self,
+        offers: Vec<Allocation>,
+        workload: Workload,
+    ) -> Result<(), BenchError> {
         let mut launched = Vec::new();
         for offer in offers {
             let keep = match workload {
@@ -257,7 +264,8 @@ mod tests {
 
     #[test]
     fn accept_part_reaches_a_steady_state() {
-        let mut cluster = SimCluster::prepared(ClusterSpec::new(30, 4, 2), Workload::AcceptPart).unwrap();
+        let mut cluster =
+            SimCluster::prepared(ClusterSpec::new(30, 4, 2), Workload::AcceptPart).unwrap();
         for _ in 0..10 {
             let offers = cluster.cycle();
             assert_eq!(offers.len(), 30, "every agent has room left");

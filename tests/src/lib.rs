@@ -2,8 +2,11 @@
 //! separate `fleet master` / `fleet agent` processes on free loopback ports, each with its
 //! own FLEET_HOME, work dir and cgroup root, and stops them (SIGINT, then SIGKILL) on drop.
 
-use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, UdpSocket};
+pub mod cgroups;
+pub mod sdk;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -143,6 +146,28 @@ impl Process {
         }
     }
 
+    /// Everything printed so far, one line each, for assertion messages.
+    pub fn output(&mut self) -> String {
+        self.drain();
+        format!("--- {} ---\n{}", self.name, self.seen.join("\n"))
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; its exit status, or None
+    /// while it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
@@ -182,7 +207,8 @@ impl Drop for Process {
     }
 }
 
-/// `fleet dev` on a free port with its own FLEET_HOME and cgroup root.
+/// `fleet dev` on a free port with its own FLEET_HOME and cgroup root. On drop it is
+/// stopped and whatever is left of its cgroup root is removed.
 pub struct Dev {
     pub process: Process,
     pub port: u16,
@@ -225,6 +251,31 @@ impl Dev {
         Ok(self.fleet().arg("run").args(args).output()?)
     }
 
+    /// The master's QUIC address.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The throwaway cluster CA `fleet dev` wrote.
+    pub fn ca_path(&self) -> PathBuf {
+        self.home.path().join("dev").join("certs").join("ca.pem")
+    }
+
+    /// Where a framework reaches this cluster.
+    pub fn endpoint(&self) -> Result<fleet_client::MasterEndpoint> {
+        let ca_pem = std::fs::read_to_string(self.ca_path())
+            .with_context(|| format!("cannot read {}", self.ca_path().display()))?;
+        Ok(fleet_client::MasterEndpoint {
+            addr: self.addr(),
+            ca_pem,
+        })
+    }
+
+    /// What `fleet dev` printed so far.
+    pub fn log(&mut self) -> String {
+        self.process.output()
+    }
+
     /// The master's /state as JSON, through `fleet status --json`.
     pub fn state(&self) -> Result<serde_json::Value> {
         let out = self.fleet().args(["status", "--json"]).output()?;
@@ -236,6 +287,100 @@ impl Dev {
         }
         Ok(serde_json::from_slice(&out.stdout)?)
     }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        self.process.stop(Duration::from_secs(10));
+        cgroups::cleanup(&self.cgroup_root);
+    }
+}
+
+/// Calls `check` every 100 ms until it returns Some; fails after `timeout`, saying `what`
+/// was awaited and the last error `check` returned.
+pub fn wait_until<T>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    let mut last_err = None;
+    loop {
+        match check() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if Instant::now() >= deadline {
+            match last_err {
+                Some(e) => bail!("timed out after {timeout:?} waiting for {what}; last error: {e:#}"),
+                None => bail!("timed out after {timeout:?} waiting for {what}"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs `cmd` to completion, killing it if it has not exited within `timeout` (then the
+/// error says so). Meant for commands with little output.
+pub fn output_within(cmd: &mut Command, timeout: Duration) -> Result<Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start the command")?;
+    let mut readers = Vec::new();
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ] {
+        readers.push(std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut s) = stream {
+                let _ = s.read_to_end(&mut buf);
+            }
+            buf
+        }));
+    }
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let out: Vec<Vec<u8>> = readers.into_iter().map(|r| r.join().unwrap_or_default()).collect();
+            bail!(
+                "{cmd:?} did not exit within {timeout:?}; output:\n{}{}",
+                String::from_utf8_lossy(&out[0]),
+                String::from_utf8_lossy(&out[1])
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut out = readers.into_iter().map(|r| r.join().unwrap_or_default());
+    Ok(Output {
+        status,
+        stdout: out.next().unwrap_or_default(),
+        stderr: out.next().unwrap_or_default(),
+    })
+}
+
+/// The sandbox directory `fleet run` printed last (`sandbox: PATH`).
+pub fn sandbox_of(run_output: &str) -> Option<PathBuf> {
+    run_output
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("sandbox: "))
+        .map(|p| PathBuf::from(p.trim()))
 }
 
 /// Output of a command as text (stdout then stderr), for assertions and messages.
