@@ -73,12 +73,9 @@ impl AgentHandle {
         }
     }
 
-    /// Stops the link, kills every container and removes their cgroups.
+    /// Kills every container and removes their cgroups, then stops the link. Containers go
+    /// first, while the link still runs, so their final updates reach the master.
     pub fn shutdown(mut self) {
-        let _ = self.stop.send(true);
-        if let Some(link) = self.link.take() {
-            let _ = link.join();
-        }
         let executors = self.executors.clone();
         let done = std::thread::spawn(move || {
             futures::executor::block_on(executors.shutdown(Duration::from_secs(2)))
@@ -86,6 +83,12 @@ impl AgentHandle {
         .join();
         if let Ok(Err(e)) = done {
             tracing::warn!("agent shutdown: {e}");
+        }
+        // Give the link a moment to send the last updates.
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = self.stop.send(true);
+        if let Some(link) = self.link.take() {
+            let _ = link.join();
         }
     }
 }
