@@ -3,6 +3,7 @@
 //! own FLEET_HOME, work dir and cgroup root, and stops them (SIGINT, then SIGKILL) on drop.
 
 pub mod cgroups;
+pub mod cluster;
 pub mod sdk;
 
 use std::io::{BufRead, BufReader, Read};
@@ -313,7 +314,9 @@ pub fn wait_until<T>(
         }
         if Instant::now() >= deadline {
             match last_err {
-                Some(e) => bail!("timed out after {timeout:?} waiting for {what}; last error: {e:#}"),
+                Some(e) => {
+                    bail!("timed out after {timeout:?} waiting for {what}; last error: {e:#}")
+                }
                 None => bail!("timed out after {timeout:?} waiting for {what}"),
             }
         }
@@ -357,7 +360,10 @@ pub fn output_within(cmd: &mut Command, timeout: Duration) -> Result<Output> {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            let out: Vec<Vec<u8>> = readers.into_iter().map(|r| r.join().unwrap_or_default()).collect();
+            let out: Vec<Vec<u8>> = readers
+                .into_iter()
+                .map(|r| r.join().unwrap_or_default())
+                .collect();
             bail!(
                 "{cmd:?} did not exit within {timeout:?}; output:\n{}{}",
                 String::from_utf8_lossy(&out[0]),
