@@ -152,6 +152,29 @@ async fn echo_hello_finishes_with_its_output_in_the_sandbox() {
 }
 
 #[tokio::test]
+async fn a_task_inherits_only_stdin_stdout_and_stderr() {
+    // A descriptor the agent holds without close-on-exec must not reach the task.
+    let leaked = std::fs::File::open("/dev/null").unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&leaked);
+    // SAFETY: clears FD_CLOEXEC on a descriptor this test owns.
+    assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, 0);
+    let mut pool = start("fds", ExecutorsConfig::default());
+    // `ls` itself holds one more descriptor open: the directory it lists (fd 3).
+    let spec = pool.spec("fds", "ls /proc/self/fd", Limits::default());
+    let sandbox = spec.sandbox.clone();
+    pool.executors.launch(spec).unwrap();
+    pool.started("fds").await;
+    pool.exited("fds").await;
+    assert_eq!(
+        read(&sandbox.join("stdout")),
+        "0\n1\n2\n3\n",
+        "fd {fd} leaked?"
+    );
+    drop(leaked);
+    pool.shutdown().await;
+}
+
+#[tokio::test]
 async fn exit_code_is_reported() {
     let mut pool = start("exit3", ExecutorsConfig::default());
     pool.executors

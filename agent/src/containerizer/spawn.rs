@@ -97,8 +97,17 @@ fn join_cgroups_and_detach(procs_files: &[CString]) -> io::Result<()> {
     if unsafe { libc::setsid() } < 0 {
         return Err(io::Error::last_os_error());
     }
+    // The task gets stdin, stdout and stderr and nothing else the agent (or whoever
+    // started the agent) holds open: mark every other descriptor close-on-exec.
+    // SAFETY: close_range only changes descriptor flags; it is async-signal-safe.
+    if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
     Ok(())
 }
+
+/// close_range(2) flag (Linux 5.11): set close-on-exec instead of closing.
+const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
 
 fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.

@@ -166,6 +166,11 @@ fn counts_survive_a_reload_from_the_same_pins() {
     cgroup.write_bytes(MIB);
     let before = bytes_written(&first, cgroup.id());
     drop(first);
+    // Other tests in this process fork children concurrently; a child between fork and
+    // exec briefly holds copies of every descriptor, the first load's attachments
+    // included, which keeps those programs running (and counting into the same pinned
+    // map) until it execs. An agent restart is a process exit and has no such window.
+    std::thread::sleep(std::time::Duration::from_millis(300));
 
     let second = load(&pins);
     assert_eq!(second.tracked().unwrap(), vec![cgroup.id()]);
