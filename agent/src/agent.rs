@@ -47,6 +47,7 @@ pub struct AgentHandle {
     executors: Arc<Executors>,
     registered: watch::Receiver<Option<AgentId>>,
     resources: Resources,
+    probes: Arc<UsageProbes>,
 }
 
 impl AgentHandle {
@@ -89,6 +90,19 @@ impl AgentHandle {
         let _ = self.stop.send(true);
         if let Some(link) = self.link.take() {
             let _ = link.join();
+        }
+        // No container outlives a clean stop, so their pinned counters go too.
+        drop(self.executors);
+        match Arc::try_unwrap(self.probes) {
+            Ok(probes) => {
+                if let Err(e) = probes.unpin() {
+                    tracing::warn!("agent shutdown: {e}");
+                }
+            }
+            Err(probes) => tracing::warn!(
+                "agent shutdown: eBPF maps stay pinned in {}",
+                probes.pin_dir().display()
+            ),
         }
     }
 }
@@ -149,6 +163,7 @@ pub fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
     let resources = offered_resources(&machine, config.resources.as_ref())?;
 
     let probes = Arc::new(UsageProbes::load(&config.cgroup_root)?);
+    let handle_probes = probes.clone();
     let hook_probes = probes.clone();
     let executors_config = ExecutorsConfig {
         cores: config.cores,
@@ -212,5 +227,6 @@ pub fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         executors,
         registered,
         resources,
+        probes: handle_probes,
     })
 }

@@ -116,6 +116,14 @@ pub fn cleanup(root: &str) {
         }
         let _ = std::fs::remove_dir(&dir);
     }
+    // The agent pins its eBPF counters under the same name; a killed agent leaves them.
+    let pins = Path::new("/sys/fs/bpf/fleet").join(root);
+    if let Ok(entries) = std::fs::read_dir(&pins) {
+        for entry in entries.flatten() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+        let _ = std::fs::remove_dir(&pins);
+    }
 }
 
 /// Removes the cgroups of `root` when dropped, for tests that start agents themselves.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use fleet_tests::{Dev, sandbox_of, text, wait_until};
+use fleet_tests::{Dev, Process, sandbox_of, text, wait_until};
 use serde_json::Value;
 
 /// The task id from `task ID launching on agent ...`.
@@ -182,5 +182,42 @@ fn task_sees_its_id_sandbox_and_port() -> Result<()> {
         sandbox,
         "FLEET_SANDBOX; {printed}"
     );
+    Ok(())
+}
+
+/// Ctrl-C on `fleet dev` kills running tasks (their framework hears TASK_KILLED), removes
+/// every cgroup and the pinned eBPF maps.
+#[test]
+fn stopping_dev_kills_tasks_and_removes_cgroups_and_pins() -> Result<()> {
+    let mut dev = Dev::start(&[])?;
+    let root = dev.cgroup_root.clone();
+    let mut run = Process::spawn("fleet run", dev.fleet().args(["run", "--", "sleep", "60"]))?;
+    run.wait_for("TASK_RUNNING", Duration::from_secs(30))?;
+    let pids = fleet_tests::cgroups::procs(&root);
+    assert!(
+        !pids.is_empty(),
+        "the task runs in a container cgroup under {root}"
+    );
+    let pins = std::path::Path::new("/sys/fs/bpf/fleet").join(&root);
+    assert!(
+        pins.exists(),
+        "the agent pins its counters in {}",
+        pins.display()
+    );
+
+    dev.process.stop(Duration::from_secs(15));
+    run.wait_exit(Duration::from_secs(15));
+    let out = run.output();
+    assert!(out.contains("TASK_KILLED"), "fleet run output:\n{out}");
+    for pid in pids {
+        assert!(
+            !fleet_tests::cgroups::alive(pid),
+            "task process {pid} survived"
+        );
+    }
+    for dir in fleet_tests::cgroups::root_dirs(&root) {
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+    assert!(!pins.exists(), "{} left behind", pins.display());
     Ok(())
 }
