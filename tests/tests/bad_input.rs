@@ -73,6 +73,12 @@ fn assert_error(status: &TaskStatus, reason: Reason, words: &str) {
     assert_eq!(status.state, TaskState::Error, "{status:?}");
     assert_eq!(status.reason, Some(reason), "{status:?}");
     assert!(status.message.contains(words), "{status:?}");
+    // Made by the master, stamped with the time it was sent.
+    let now = fleet_proto::task::unix_millis();
+    assert!(
+        status.timestamp_ms > 0 && status.timestamp_ms <= now,
+        "{status:?}"
+    );
 }
 
 async fn refused_accepts(dev: &Dev, marker: &std::path::Path) -> Result<()> {

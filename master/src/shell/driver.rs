@@ -153,7 +153,14 @@ fn dispatch(sessions: &mut HashMap<ConnId, Session>, out: &mut Vec<Output>) {
                     let _ = s.tx.send(Outgoing::Agent(msg));
                 }
             }
-            Output::ToFramework { conn, event } => {
+            Output::ToFramework { conn, mut event } => {
+                // The core reads no wall clock: updates it makes itself (LOST, ERROR,
+                // reconciliation) are stamped here, on their way out.
+                if let Event::Update { status } = &mut event
+                    && status.timestamp_ms == 0
+                {
+                    status.timestamp_ms = fleet_proto::task::unix_millis();
+                }
                 if let Some(s) = sessions.get(&conn) {
                     let _ = s.tx.send(Outgoing::Framework(event));
                 }
