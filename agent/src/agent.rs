@@ -13,6 +13,7 @@ use fleet_proto::resources::{Attributes, Resources};
 use fleet_proto::tls::CertifiedKey;
 use tokio::sync::watch;
 
+use crate::cgroups::Layout;
 use crate::detect::{self, MachineResources};
 use crate::ebpf::UsageProbes;
 use crate::error::AgentError;
@@ -162,7 +163,18 @@ pub fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
     let machine = detect::detect(&config.work_dir, &dev)?;
     let resources = offered_resources(&machine, config.resources.as_ref())?;
 
-    let probes = Arc::new(UsageProbes::load(&config.cgroup_root)?);
+    let layout = Layout::detect()?;
+    layout.prepare_root(&config.cgroup_root)?;
+    let cgroup2_root =
+        layout
+            .cgroup2_root(&config.cgroup_root)
+            .ok_or_else(|| AgentError::CgroupLayout {
+                path: PathBuf::from(crate::cgroups::DEFAULT_MOUNT),
+                reason: "no cgroup2 tree (neither /sys/fs/cgroup nor /sys/fs/cgroup/unified is \
+                     cgroup2): port, device and network isolation attach there"
+                    .into(),
+            })?;
+    let probes = Arc::new(UsageProbes::load(&config.cgroup_root, &cgroup2_root)?);
     let handle_probes = probes.clone();
     let hook_probes = probes.clone();
     let executors_config = ExecutorsConfig {
@@ -170,8 +182,10 @@ pub fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         cgroup_root: config.cgroup_root.clone(),
         ..ExecutorsConfig::default()
     }
-    .with_hook(Box::new(move |cgroup_id| {
-        hook_probes.track(cgroup_id).map_err(|e| e.to_string())
+    .with_hook(Box::new(move |spec, cgroup_id| {
+        hook_probes
+            .admit(cgroup_id, spec)
+            .map_err(|e| e.to_string())
     }));
     let (executors, events) = Executors::start(executors_config)?;
     let executors = Arc::new(executors);

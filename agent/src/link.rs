@@ -363,6 +363,8 @@ fn container_event(parts: &mut Parts, ev: ContainerEvent) -> Vec<Action> {
             if let Some(id) = parts.cgroups.remove(container_id) {
                 if let Ok(Some(last)) = parts.probes.counters(id) {
                     parts.ended.bytes_written += last.bytes_written;
+                    parts.ended.net_rx_bytes += last.net_rx_bytes;
+                    parts.ended.net_tx_bytes += last.net_tx_bytes;
                 }
                 if let Err(e) = parts.probes.untrack(id) {
                     tracing::warn!("{e}");
@@ -444,10 +446,16 @@ async fn build_report(parts: &Parts, agent_id: &AgentId, seq: u64) -> Report {
             && let Ok(Some(counters)) = parts.probes.counters(*id)
         {
             u.bytes_written = counters.bytes_written;
+            u.net_rx_bytes = counters.net_rx_bytes;
+            u.net_tx_bytes = counters.net_tx_bytes;
+            u.disk_bytes = u64::try_from(counters.disk_bytes).unwrap_or(0);
         }
         total.cpu_time_ns += u.cpu_time_ns;
         total.mem_bytes += u.mem_bytes;
         total.bytes_written += u.bytes_written;
+        total.net_rx_bytes += u.net_rx_bytes;
+        total.net_tx_bytes += u.net_tx_bytes;
+        total.disk_bytes += u.disk_bytes;
         tasks.push(TaskUsage {
             framework_id: framework_id.clone(),
             task_id: task_id.clone(),

@@ -12,7 +12,9 @@ use fleet_proto::task::{
     Reason, Source, StatusUpdate, TaskInfo, TaskState, TaskStatus, unix_millis,
 };
 
-use crate::containerizer::{CommandSpec, ContainerEvent, ContainerSpec, Limits, Outcome, outcome};
+use crate::containerizer::{
+    CommandSpec, ContainerEvent, ContainerSpec, Isolation, Limits, Outcome, outcome,
+};
 
 /// Unacknowledged updates are sent again after this long.
 pub const UPDATE_RETRY: Duration = Duration::from_secs(10);
@@ -124,6 +126,19 @@ impl Tasks {
                 cpus_milli: task.resources.cpus().milli().max(1) as u64,
                 mem_bytes: (task.resources.mem_mb().milli().max(0) as u64) * 1024 * 1024 / 1000,
                 pids_max: None,
+            },
+            isolation: Isolation {
+                ports: task
+                    .resources
+                    .ports()
+                    .as_slice()
+                    .iter()
+                    .filter_map(|r| {
+                        Some((u16::try_from(r.begin).ok()?, u16::try_from(r.end).ok()?))
+                    })
+                    .collect(),
+                gpus: Vec::new(),
+                disk_bytes: (task.resources.disk_mb().milli().max(0) as u64) * 1024 * 1024 / 1000,
             },
         };
         let starting = self.update(

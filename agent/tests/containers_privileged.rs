@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use fleet_agent::cgroups::Layout;
 use fleet_agent::containerizer::{
-    CommandSpec, ContainerEvent, ContainerSpec, Limits, Outcome, Termination, outcome,
+    CommandSpec, ContainerEvent, ContainerSpec, Isolation, Limits, Outcome, Termination, outcome,
 };
 use fleet_agent::executors::{Executors, ExecutorsConfig};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -61,6 +61,7 @@ impl Pool {
             },
             env: vec![("GREETING".to_string(), "hello".to_string())],
             limits,
+            isolation: Isolation::default(),
         }
     }
 
@@ -390,7 +391,7 @@ async fn an_invalid_cgroup_root_fails_at_start() {
 async fn the_hook_sees_the_cgroup2_id_and_can_refuse() {
     let seen = Arc::new(AtomicU64::new(0));
     let seen_by_hook = seen.clone();
-    let config = ExecutorsConfig::default().with_hook(Box::new(move |id| {
+    let config = ExecutorsConfig::default().with_hook(Box::new(move |_spec, id| {
         let first = seen_by_hook.swap(id, Ordering::SeqCst) == 0;
         if first {
             Ok(())

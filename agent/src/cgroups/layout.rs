@@ -97,6 +97,15 @@ impl Layout {
         }
     }
 
+    /// The directory of the root cgroup `root` in the cgroup2 tree, where BPF programs
+    /// attach; `None` on a v1 host without a cgroup2 tree.
+    pub fn cgroup2_root(&self, root: &str) -> Option<PathBuf> {
+        match self {
+            Layout::V1 { unified, .. } => unified.as_ref().map(|u| u.join(root)),
+            Layout::V2 { mount } => Some(mount.join(root)),
+        }
+    }
+
     /// The (not yet created) cgroup of container `id` under `root`.
     pub fn container(&self, root: &str, id: &str) -> ContainerCgroup {
         match self {

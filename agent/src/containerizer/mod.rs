@@ -49,6 +49,20 @@ pub struct ContainerSpec {
     /// Environment of the command, on top of PATH, FLEET_SANDBOX and MESOS_SANDBOX.
     pub env: Vec<(String, String)>,
     pub limits: Limits,
+    /// What the kernel programs enforce for it beyond the cgroup controllers.
+    pub isolation: Isolation,
+}
+
+/// A container's isolation enforced by the eBPF programs (and, for GPUs, the v1 devices
+/// controller), keyed by its cgroup2 id.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Isolation {
+    /// Port ranges (inclusive) it may bind; it may always bind port 0.
+    pub ports: Vec<(u16, u16)>,
+    /// Minor numbers of the /dev/nvidia<N> GPUs it may open.
+    pub gpus: Vec<u32>,
+    /// Disk space it may hold, in bytes; 0 for no limit.
+    pub disk_bytes: u64,
 }
 
 /// How a container's main process ended.

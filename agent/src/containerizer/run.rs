@@ -17,9 +17,10 @@ use crate::containerizer::supervise::{signal_group, wait_exit};
 use crate::containerizer::{ContainerSpec, Termination, logs};
 use crate::error::AgentError;
 
-/// Called with a container's cgroup2 id after its cgroups exist and before its process
-/// starts (e.g. to register the id with the BPF programs); an error fails the launch.
-pub type CgroupHook = Arc<dyn Fn(u64) -> Result<(), String> + Send + Sync>;
+/// Called with a container's spec and cgroup2 id after its cgroups exist and before its
+/// process starts (to register the id and its isolation with the BPF programs); an error
+/// fails the launch.
+pub type CgroupHook = Arc<dyn Fn(&ContainerSpec, u64) -> Result<(), String> + Send + Sync>;
 
 /// What happens to containers, in order per container: `Started` or `LaunchFailed`, then
 /// (after `Started`) exactly one `Exited`, sent once its cgroups are removed.
@@ -97,7 +98,7 @@ async fn start(
 ) -> Result<Running, AgentError> {
     let cgroup2_id = cgroup.cgroup2_id()?;
     if let (Some(hook), Some(id)) = (&ctx.hook, cgroup2_id) {
-        hook(id).map_err(|reason| AgentError::Hook {
+        hook(spec, id).map_err(|reason| AgentError::Hook {
             container_id: spec.container_id.clone(),
             cgroup2_id: id,
             reason,

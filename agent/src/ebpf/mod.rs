@@ -1,8 +1,12 @@
 //! Loads and attaches the programs built from ebpf/, pins their maps in bpffs, and reads
 //! per-container counters keyed by cgroup2 id.
 
+mod devices;
+mod disk;
 mod error;
 mod fs;
+mod net;
+mod ports;
 mod probes;
 #[cfg(test)]
 mod tests;

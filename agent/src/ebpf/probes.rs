@@ -16,9 +16,14 @@ use aya::{
 use fleet_ebpf_common::{CGROUP_COUNTERS_MAP, CgroupCounters, MAX_TRACKED_CGROUPS};
 
 use super::{
+    devices::Devices,
+    disk::Disk,
     error::{EbpfError, reason},
     fs::{BPFFS_ROOT, ensure_bpffs, ensure_pin_dir, ensure_tracefs},
+    net::Net,
+    ports::Ports,
 };
+use crate::containerizer::ContainerSpec;
 
 /// The object built from ebpf/ by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fleet-ebpf"));
@@ -65,6 +70,10 @@ pub struct UsageProbes {
     pin_dir: PathBuf,
     nr_cpus: usize,
     counters: Mutex<PerCpuHashMap<MapData, u64, CgroupCounters>>,
+    ports: Ports,
+    net: Net,
+    devices: Devices,
+    disk: Disk,
     /// Owns the programs and their links; dropping it detaches them.
     _object: Mutex<Ebpf>,
 }
@@ -79,16 +88,18 @@ impl std::fmt::Debug for UsageProbes {
 
 impl UsageProbes {
     /// Loads and attaches the programs for agent instance `instance`, pinning (or reusing)
-    /// its maps in [`default_pin_dir`]. Mounts bpffs and tracefs when they are absent.
-    pub fn load(instance: &str) -> Result<Self, EbpfError> {
-        Self::load_pinned_in(&default_pin_dir(instance)?)
+    /// its maps in [`default_pin_dir`]; the cgroup programs attach at `cgroup2_root`, the
+    /// agent's directory in the cgroup2 tree, which holds every container's cgroup. Mounts
+    /// bpffs and tracefs when they are absent.
+    pub fn load(instance: &str, cgroup2_root: &Path) -> Result<Self, EbpfError> {
+        Self::load_pinned_in(&default_pin_dir(instance)?, cgroup2_root)
     }
 
     /// Like [`load`](Self::load), with the maps pinned in `pin_dir`, which must be on bpffs
     /// (it is created if missing). Maps already pinned there by an earlier run are reused
     /// with their contents, unless their shape no longer matches the programs' (then they
     /// are replaced, and the old counts are lost).
-    pub fn load_pinned_in(pin_dir: &Path) -> Result<Self, EbpfError> {
+    pub fn load_pinned_in(pin_dir: &Path, cgroup2_root: &Path) -> Result<Self, EbpfError> {
         if pin_dir.as_os_str().as_bytes().contains(&0) {
             return Err(EbpfError::PinDir {
                 path: pin_dir.to_owned(),
@@ -108,6 +119,10 @@ impl UsageProbes {
                 reason: reason(&e),
             })?;
         attach_write_exits(&mut object)?;
+        let ports = Ports::load(&mut object, cgroup2_root)?;
+        let net = Net::load(&mut object, cgroup2_root)?;
+        let devices = Devices::load(&mut object, cgroup2_root)?;
+        let disk = Disk::load(&mut object, cgroup2_root)?;
 
         let map_error = |action: &str, reason: String| EbpfError::Map {
             map: CGROUP_COUNTERS_MAP,
@@ -125,6 +140,10 @@ impl UsageProbes {
             pin_dir: pin_dir.to_owned(),
             nr_cpus,
             counters: Mutex::new(counters),
+            ports,
+            net,
+            devices,
+            disk,
             _object: Mutex::new(object),
         })
     }
@@ -147,9 +166,35 @@ impl UsageProbes {
         }
     }
 
-    /// Stops counting for this cgroup and forgets its counts. Untracking a cgroup that is
-    /// not tracked does nothing.
+    /// Starts counting for container `spec` in cgroup `cgroup_id` and enforcing its
+    /// isolation (ports, devices, disk), before any of its processes runs. On error
+    /// nothing of it is left registered.
+    pub fn admit(&self, cgroup_id: u64, spec: &ContainerSpec) -> Result<(), EbpfError> {
+        let result = self
+            .track(cgroup_id)
+            .and_then(|()| self.ports.admit(cgroup_id, spec))
+            .and_then(|()| self.net.admit(cgroup_id, spec))
+            .and_then(|()| self.devices.admit(cgroup_id, spec))
+            .and_then(|()| self.disk.admit(cgroup_id, spec));
+        if result.is_err() {
+            let _ = self.untrack(cgroup_id);
+        }
+        result
+    }
+
+    /// Stops counting for this cgroup, forgets its counts and its isolation. Untracking a
+    /// cgroup that is not tracked does nothing.
     pub fn untrack(&self, cgroup_id: u64) -> Result<(), EbpfError> {
+        let forgotten = [
+            self.ports.forget(cgroup_id),
+            self.net.forget(cgroup_id),
+            self.devices.forget(cgroup_id),
+            self.disk.forget(cgroup_id),
+        ];
+        if let Some(e) = forgotten.into_iter().find_map(Result::err) {
+            let _ = self.lock().remove(&cgroup_id);
+            return Err(e);
+        }
         match self.lock().remove(&cgroup_id) {
             Err(e) if is_absent(&e) => Ok(()),
             other => other.map_err(|e| self.map_error(format!("untrack cgroup {cgroup_id}"), &e)),

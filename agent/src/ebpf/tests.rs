@@ -111,7 +111,8 @@ impl Drop for PinDir {
 }
 
 fn load(pins: &PinDir) -> UsageProbes {
-    UsageProbes::load_pinned_in(&pins.0).unwrap_or_else(|e| {
+    let root = TestCgroup::new("root");
+    UsageProbes::load_pinned_in(&pins.0, &root.path).unwrap_or_else(|e| {
         panic!("cannot load the usage probes (needs root, BPF, tracepoints, bpffs): {e}")
     })
 }
@@ -239,7 +240,8 @@ fn default_pin_dir_is_one_directory_per_instance() {
 #[test]
 fn pin_dir_off_bpffs_is_refused_with_its_path() {
     let dir = tempfile::tempdir().unwrap();
-    let err = UsageProbes::load_pinned_in(dir.path()).unwrap_err();
+    let root = TestCgroup::new("root");
+    let err = UsageProbes::load_pinned_in(dir.path(), &root.path).unwrap_err();
     let text = err.to_string();
     assert!(text.contains(&dir.path().display().to_string()), "{text}");
     assert!(text.contains("not on a bpf filesystem"), "{text}");

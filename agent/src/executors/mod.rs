@@ -55,7 +55,10 @@ impl std::fmt::Debug for ExecutorsConfig {
 
 impl ExecutorsConfig {
     /// Sets the hook called with each container's cgroup2 id before its process starts.
-    pub fn with_hook(mut self, hook: Box<dyn Fn(u64) -> Result<(), String> + Send + Sync>) -> Self {
+    pub fn with_hook(
+        mut self,
+        hook: Box<dyn Fn(&ContainerSpec, u64) -> Result<(), String> + Send + Sync>,
+    ) -> Self {
         self.hook = Some(Arc::from(hook));
         self
     }

@@ -2,6 +2,10 @@
 //! `#[repr(C)]` data, laid out identically on both sides.
 #![no_std]
 
+pub mod devices;
+pub mod disk;
+pub mod ports;
+
 /// Name of the per-CPU hash map from cgroup2 id (`u64`) to [`CgroupCounters`].
 ///
 /// An entry exists only for a cgroup the agent tracks; the programs count nothing for a

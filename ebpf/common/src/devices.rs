@@ -1,0 +1,1 @@
+//! Device isolation maps: the GPU device minors each container cgroup may open.

@@ -1,0 +1,1 @@
+//! Disk accounting maps: inode ownership and per-cgroup block totals.

@@ -1,0 +1,1 @@
+//! Port isolation maps: the port ranges each container cgroup may bind.

@@ -1,0 +1,1 @@
+//! Network bytes per cgroup, from cgroup_skb programs on ingress and egress.
