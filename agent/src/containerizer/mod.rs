@@ -25,7 +25,7 @@ use std::path::PathBuf;
 
 pub use crate::cgroups::Limits;
 pub use lifecycle::{Outcome, outcome};
-pub use run::{CgroupHook, ContainerEvent, KillRequest, LaunchContext, run_container};
+pub use run::{CgroupHook, ContainerEvent, HookFn, KillRequest, LaunchContext, run_container};
 pub use spawn::{Process, spawn};
 
 /// What to run and how.

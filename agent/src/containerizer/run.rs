@@ -20,7 +20,10 @@ use crate::error::AgentError;
 /// Called with a container's spec and cgroup2 id after its cgroups exist and before its
 /// process starts (to register the id and its isolation with the BPF programs); an error
 /// fails the launch.
-pub type CgroupHook = Arc<dyn Fn(&ContainerSpec, u64) -> Result<(), String> + Send + Sync>;
+pub type CgroupHook = Arc<HookFn>;
+
+/// The function behind a [`CgroupHook`].
+pub type HookFn = dyn Fn(&ContainerSpec, u64) -> Result<(), String> + Send + Sync;
 
 /// What happens to containers, in order per container: `Started` or `LaunchFailed`, then
 /// (after `Started`) exactly one `Exited`, sent once its cgroups are removed.

@@ -14,7 +14,7 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 use crate::cgroups::{ContainerUsage, DEFAULT_MOUNT, Layout};
-use crate::containerizer::{CgroupHook, ContainerEvent, ContainerSpec, LaunchContext};
+use crate::containerizer::{CgroupHook, ContainerEvent, ContainerSpec, HookFn, LaunchContext};
 use crate::error::AgentError;
 use worker::{Command, forget};
 
@@ -55,10 +55,7 @@ impl std::fmt::Debug for ExecutorsConfig {
 
 impl ExecutorsConfig {
     /// Sets the hook called with each container's cgroup2 id before its process starts.
-    pub fn with_hook(
-        mut self,
-        hook: Box<dyn Fn(&ContainerSpec, u64) -> Result<(), String> + Send + Sync>,
-    ) -> Self {
+    pub fn with_hook(mut self, hook: Box<HookFn>) -> Self {
         self.hook = Some(Arc::from(hook));
         self
     }
