@@ -15,7 +15,7 @@ use fleet_proto::messages::agent::{
     AgentInfo, AgentMessage, MasterMessage, Report, TaskUsage, Usage,
 };
 use fleet_proto::stream::{self, StreamError};
-use fleet_proto::task::unix_millis;
+use fleet_proto::task::{Reason, unix_millis};
 use fleet_proto::tls::{self, CertifiedKey, MASTER_SERVER_NAME};
 use tokio::sync::{mpsc, watch};
 
@@ -91,9 +91,14 @@ pub(crate) async fn run(config: LinkConfig, mut parts: Parts, mut stop: watch::R
         }
         // Keep the lifecycle moving while disconnected: containers still end.
         let deadline = tokio::time::Instant::now() + backoff;
+        let mut limits_tick = tokio::time::interval(LIMITS_CHECK);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,
+                _ = limits_tick.tick() => {
+                    let actions = check_limits(&mut parts);
+                    perform_offline(&mut parts, actions);
+                }
                 ev = parts.events.recv() => {
                     if let Some(ev) = ev {
                         let actions = container_event(&mut parts, ev);
@@ -276,6 +281,7 @@ async fn session(
 
     let mut report_tick = tokio::time::interval(report_interval);
     let mut retry_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut limits_tick = tokio::time::interval(LIMITS_CHECK);
     let mut seq = 0u64;
     let end = loop {
         let actions = tokio::select! {
@@ -304,6 +310,7 @@ async fn session(
                 Vec::new()
             }
             _ = retry_tick.tick() => parts.tasks.retry(Instant::now()),
+            _ = limits_tick.tick() => check_limits(parts),
             _ = stop.changed() => break SessionEnd::Stop,
         };
         if let Err(e) = perform(parts, &mut send, actions).await {
@@ -348,6 +355,45 @@ fn master_message(parts: &mut Parts, msg: MasterMessage) -> Vec<Action> {
             Vec::new()
         }
     }
+}
+
+/// How often containers are checked against the limits the agent enforces itself (disk:
+/// the kernel counts, the agent compares), so a container over its limit is stopped
+/// within this period of crossing it.
+const LIMITS_CHECK: Duration = Duration::from_millis(250);
+
+/// Kills the containers over their disk limit; their tasks end TASK_FAILED with
+/// REASON_CONTAINER_LIMITATION_DISK.
+fn check_limits(parts: &mut Parts) -> Vec<Action> {
+    let over: Vec<(String, u64, u64)> = parts
+        .tasks
+        .disk_limits()
+        .filter_map(|(container_id, limit)| {
+            let cgroup_id = parts.cgroups.get(container_id)?;
+            let counters = match parts.probes.counters(*cgroup_id) {
+                Ok(counters) => counters?,
+                Err(e) => {
+                    tracing::warn!(container = container_id, "cannot read disk usage: {e}");
+                    return None;
+                }
+            };
+            let used = u64::try_from(counters.disk_bytes).unwrap_or(0);
+            (used > limit).then(|| (container_id.to_owned(), used, limit))
+        })
+        .collect();
+    over.into_iter()
+        .flat_map(|(container_id, used, limit)| {
+            tracing::info!(container = %container_id, used, limit, "disk limit exceeded");
+            parts.tasks.limit_exceeded(
+                &container_id,
+                Reason::ContainerLimitationDisk,
+                format!(
+                    "disk limit exceeded: the container holds {used} bytes on disk, over its \
+                     limit of {limit} bytes"
+                ),
+            )
+        })
+        .collect()
 }
 
 fn container_event(parts: &mut Parts, ev: ContainerEvent) -> Vec<Action> {

@@ -39,6 +39,9 @@ struct Entry {
     sandbox: PathBuf,
     state: TaskState,
     kill_requested: bool,
+    /// Set when the agent killed it for going over a limit (reason, message): it ends
+    /// TASK_FAILED with that reason however its process ends.
+    limitation: Option<(Reason, String)>,
 }
 
 /// Every task this agent runs or has run and not yet had acknowledged.
@@ -161,6 +164,7 @@ impl Tasks {
                 sandbox,
                 state: TaskState::Starting,
                 kill_requested: false,
+                limitation: None,
             },
         );
         vec![self.send(starting, now), Action::Launch(spec)]
@@ -344,7 +348,12 @@ impl Tasks {
         let Some(entry) = self.tasks.get_mut(&task_id) else {
             return Vec::new();
         };
-        let (state, reason, message, exit_code) = next;
+        let (state, reason, message, exit_code) = match (&entry.limitation, next) {
+            (Some((reason, message)), (state, _, _, exit_code)) if state.is_terminal() => {
+                (TaskState::Failed, Some(*reason), message.clone(), exit_code)
+            }
+            (_, next) => next,
+        };
         if entry.state.is_terminal()
             || (state == TaskState::Running && entry.state == TaskState::Killing)
         {
@@ -363,6 +372,43 @@ impl Tasks {
             Some(&sandbox),
         );
         vec![self.send(update, now)]
+    }
+
+    /// Container `container_id` went over a limit that the kernel does not enforce by
+    /// itself (disk): kill it at once; its task ends TASK_FAILED with `reason` and
+    /// `message`. Nothing happens for a container already ending or unknown.
+    pub fn limit_exceeded(
+        &mut self,
+        container_id: &str,
+        reason: Reason,
+        message: String,
+    ) -> Vec<Action> {
+        let Some(entry) = self
+            .by_container
+            .get(container_id)
+            .and_then(|task_id| self.tasks.get_mut(task_id))
+        else {
+            return Vec::new();
+        };
+        if entry.state.is_terminal() || entry.limitation.is_some() {
+            return Vec::new();
+        }
+        entry.limitation = Some((reason, message));
+        vec![Action::Kill {
+            container_id: container_id.to_owned(),
+            grace: Duration::ZERO,
+        }]
+    }
+
+    /// (container, disk limit in bytes) of every live container that has one.
+    pub fn disk_limits(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.tasks
+            .values()
+            .filter(|e| !e.state.is_terminal() && e.limitation.is_none())
+            .filter_map(|e| {
+                let milli = u64::try_from(e.task.resources.disk_mb().milli()).ok()?;
+                (milli > 0).then(|| (e.container_id.as_str(), milli * 1024 * 1024 / 1000))
+            })
     }
 
     /// Updates due to be sent again.

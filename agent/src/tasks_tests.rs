@@ -211,3 +211,59 @@ fn unknown_kill_is_lost_and_duplicate_run_is_an_error() {
         vec![(TaskState::Error, Some(Reason::TaskInvalid))]
     );
 }
+
+#[test]
+fn a_container_over_its_disk_limit_is_killed_and_fails_with_the_disk_reason() {
+    let mut t = tasks();
+    let mut info = task("t1");
+    info.resources = Resources::parse("cpus:0.5;mem:64;disk:10").unwrap();
+    let now = Instant::now();
+    let spec = launched(&t.run(framework(), info, now));
+    assert_eq!(spec.isolation.disk_bytes, 10 * 1024 * 1024);
+    let id = spec.container_id.clone();
+    t.container(
+        ContainerEvent::Started {
+            container_id: id.clone(),
+            pid: 42,
+            cgroup2_id: Some(7),
+        },
+        now,
+    );
+    assert_eq!(
+        t.disk_limits().collect::<Vec<_>>(),
+        vec![(id.as_str(), 10 * 1024 * 1024)]
+    );
+    let kill = t.limit_exceeded(&id, Reason::ContainerLimitationDisk, "too big".into());
+    assert!(
+        matches!(&kill[..], [Action::Kill { container_id, grace }] if *container_id == id && grace.is_zero()),
+        "{kill:?}"
+    );
+    // Asked once: no second kill, and no longer checked.
+    assert!(
+        t.limit_exceeded(&id, Reason::ContainerLimitationDisk, "again".into())
+            .is_empty()
+    );
+    assert_eq!(t.disk_limits().count(), 0);
+    let ended = t.container(
+        ContainerEvent::Exited {
+            container_id: id,
+            termination: Termination {
+                signal: Some(9),
+                ..Termination::default()
+            },
+            killed: true,
+        },
+        now,
+    );
+    assert_eq!(
+        states(&ended),
+        vec![(TaskState::Failed, Some(Reason::ContainerLimitationDisk))]
+    );
+}
+
+#[test]
+fn tasks_without_disk_have_no_disk_limit() {
+    let mut t = tasks();
+    t.run(framework(), task("t1"), Instant::now());
+    assert_eq!(t.disk_limits().count(), 0);
+}

@@ -100,13 +100,8 @@ async fn start(
     cgroup: &ContainerCgroup,
 ) -> Result<Running, AgentError> {
     let cgroup2_id = cgroup.cgroup2_id()?;
-    if let (Some(hook), Some(id)) = (&ctx.hook, cgroup2_id) {
-        hook(spec, id).map_err(|reason| AgentError::Hook {
-            container_id: spec.container_id.clone(),
-            cgroup2_id: id,
-            reason,
-        })?;
-    }
+    // The log files exist before the hook runs, so that disk accounting can charge them
+    // to the container from the start.
     let mut files = Vec::with_capacity(2);
     for name in ["stdout", "stderr"] {
         let path = spec.sandbox.join(name);
@@ -114,6 +109,13 @@ async fn start(
             .await
             .map_err(|source| AgentError::Sandbox { path, source })?;
         files.push(file);
+    }
+    if let (Some(hook), Some(id)) = (&ctx.hook, cgroup2_id) {
+        hook(spec, id).map_err(|reason| AgentError::Hook {
+            container_id: spec.container_id.clone(),
+            cgroup2_id: id,
+            reason,
+        })?;
     }
     let Process {
         pid,

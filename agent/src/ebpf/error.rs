@@ -37,6 +37,11 @@ pub enum EbpfError {
     #[error("cannot attach tracepoint {tracepoint}: {reason}")]
     Attach { tracepoint: String, reason: String },
 
+    /// A container's disk usage cannot be measured (its sandbox cannot be read, or is on
+    /// a filesystem the disk programs do not follow).
+    #[error("disk accounting for {}: {reason}", path.display())]
+    Disk { path: PathBuf, reason: String },
+
     /// A map is absent, has the wrong shape, or a map operation failed.
     #[error("map {map}: {action}: {reason}")]
     Map {

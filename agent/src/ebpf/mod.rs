@@ -9,6 +9,8 @@ mod net;
 mod ports;
 mod probes;
 #[cfg(test)]
+mod disk_tests;
+#[cfg(test)]
 mod tests;
 
 pub use error::EbpfError;

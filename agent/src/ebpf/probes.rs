@@ -109,7 +109,18 @@ impl UsageProbes {
         ensure_bpffs()?;
         ensure_tracefs()?;
         ensure_pin_dir(pin_dir)?;
-        replace_stale_pin(&pin_dir.join(CGROUP_COUNTERS_MAP))?;
+        replace_stale_pin(
+            pin_dir,
+            &PinnedShape {
+                map: CGROUP_COUNTERS_MAP,
+                map_type: MapType::PerCpuHash,
+                key_size: std::mem::size_of::<u64>(),
+                value_size: std::mem::size_of::<CgroupCounters>(),
+                max_entries: MAX_TRACKED_CGROUPS,
+                flags: NO_PREALLOC,
+            },
+        )?;
+        Disk::prepare_pins(pin_dir)?;
 
         let mut object = EbpfLoader::new()
             .default_map_pin_directory(pin_dir)
@@ -204,11 +215,13 @@ impl UsageProbes {
     /// The counts of a tracked cgroup, summed over CPUs; `None` when it is not tracked.
     pub fn counters(&self, cgroup_id: u64) -> Result<Option<CgroupCounters>, EbpfError> {
         match self.lock().get(&cgroup_id, 0) {
-            Ok(per_cpu) => Ok(Some(
-                per_cpu
+            Ok(per_cpu) => {
+                let mut sum = per_cpu
                     .iter()
-                    .fold(CgroupCounters::default(), |sum, cpu| sum.plus(*cpu)),
-            )),
+                    .fold(CgroupCounters::default(), |sum, cpu| sum.plus(*cpu));
+                sum.disk_bytes = self.disk.bytes(cgroup_id)?.unwrap_or(0);
+                Ok(Some(sum))
+            }
             Err(e) if is_absent(&e) => Ok(None),
             Err(e) => Err(self.map_error(format!("read cgroup {cgroup_id}"), &e)),
         }
@@ -225,18 +238,10 @@ impl UsageProbes {
     /// Detaches the programs and removes the pinned maps (and the pin directory if that
     /// leaves it empty): the counts are gone for good.
     pub fn unpin(self) -> Result<(), EbpfError> {
-        let pin = self.pin_dir.join(CGROUP_COUNTERS_MAP);
         let dir = self.pin_dir.clone();
         drop(self);
-        match std::fs::remove_file(&pin) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(EbpfError::PinDir {
-                    path: pin,
-                    reason: format!("cannot remove the pin: {e}"),
-                });
-            }
-            _ => {}
-        }
+        remove_pin(&dir, CGROUP_COUNTERS_MAP)?;
+        Disk::remove_pins(&dir)?;
         // Another map pinned there by hand keeps the directory; that is not an error.
         let _ = std::fs::remove_dir(&dir);
         Ok(())
@@ -277,23 +282,33 @@ fn attach_write_exits(object: &mut Ebpf) -> Result<(), EbpfError> {
     Ok(())
 }
 
+/// The shape a pinned map must have to be reused by these programs.
+pub(super) struct PinnedShape {
+    pub map: &'static str,
+    pub map_type: MapType,
+    pub key_size: usize,
+    pub value_size: usize,
+    pub max_entries: u32,
+    pub flags: u32,
+}
+
 /// A map pinned by an older agent whose shape differs from the programs' would make the
 /// load fail (or, worse, be read with the wrong layout): remove it so a fresh one is made.
-fn replace_stale_pin(pin: &Path) -> Result<(), EbpfError> {
+pub(super) fn replace_stale_pin(pin_dir: &Path, shape: &PinnedShape) -> Result<(), EbpfError> {
+    let pin = pin_dir.join(shape.map);
     if !pin.exists() {
         return Ok(());
     }
-    let info = MapInfo::from_pin(pin).map_err(|e| EbpfError::Map {
-        map: CGROUP_COUNTERS_MAP,
+    let info = MapInfo::from_pin(&pin).map_err(|e| EbpfError::Map {
+        map: shape.map,
         action: format!("open pinned {}", pin.display()),
         reason: reason(&e),
     })?;
-    let expected_value = std::mem::size_of::<CgroupCounters>();
-    let matches = matches!(info.map_type(), Ok(MapType::PerCpuHash))
-        && usize::try_from(info.key_size()) == Ok(std::mem::size_of::<u64>())
-        && usize::try_from(info.value_size()) == Ok(expected_value)
-        && info.max_entries() == MAX_TRACKED_CGROUPS
-        && info.map_flags() == NO_PREALLOC;
+    let matches = info.map_type().is_ok_and(|t| t == shape.map_type)
+        && usize::try_from(info.key_size()) == Ok(shape.key_size)
+        && usize::try_from(info.value_size()) == Ok(shape.value_size)
+        && info.max_entries() == shape.max_entries
+        && info.map_flags() == shape.flags;
     if matches {
         return Ok(());
     }
@@ -302,21 +317,33 @@ fn replace_stale_pin(pin: &Path) -> Result<(), EbpfError> {
         key_size = info.key_size(),
         value_size = info.value_size(),
         max_entries = info.max_entries(),
-        "pinned counters map has another shape than the programs; replacing it (its counts are lost)"
+        "pinned map has another shape than the programs'; replacing it (its contents are lost)"
     );
-    std::fs::remove_file(pin).map_err(|e| EbpfError::PinDir {
-        path: pin.to_owned(),
+    std::fs::remove_file(&pin).map_err(|e| EbpfError::PinDir {
+        path: pin.clone(),
         reason: format!("cannot remove the stale pin: {e}"),
     })
 }
 
-fn os_error(error: &MapError) -> Option<i32> {
+/// Removes a map pin, if present.
+pub(super) fn remove_pin(pin_dir: &Path, map: &str) -> Result<(), EbpfError> {
+    let pin = pin_dir.join(map);
+    match std::fs::remove_file(&pin) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(EbpfError::PinDir {
+            path: pin,
+            reason: format!("cannot remove the pin: {e}"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+pub(super) fn os_error(error: &MapError) -> Option<i32> {
     match error {
         MapError::SyscallError(e) => e.io_error.raw_os_error(),
         _ => None,
     }
 }
 
-fn is_absent(error: &MapError) -> bool {
+pub(super) fn is_absent(error: &MapError) -> bool {
     matches!(error, MapError::KeyNotFound) || os_error(error) == Some(libc::ENOENT)
 }

@@ -21,7 +21,7 @@ const MARGIN: u64 = 64;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-fn unique(label: &str) -> String {
+pub(super) fn unique(label: &str) -> String {
     format!(
         "fleet-test-{}-{label}-{}",
         std::process::id(),
@@ -30,7 +30,7 @@ fn unique(label: &str) -> String {
 }
 
 /// The cgroup2 tree: /sys/fs/cgroup/unified on a hybrid host, /sys/fs/cgroup on a v2 one.
-fn cgroup2_root() -> PathBuf {
+pub(super) fn cgroup2_root() -> PathBuf {
     ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
         .into_iter()
         .map(PathBuf::from)
@@ -41,19 +41,19 @@ fn cgroup2_root() -> PathBuf {
 }
 
 /// A cgroup2 directory, removed on drop (its processes have exited by then).
-struct TestCgroup {
-    path: PathBuf,
+pub(super) struct TestCgroup {
+    pub(super) path: PathBuf,
 }
 
 impl TestCgroup {
-    fn new(label: &str) -> Self {
+    pub(super) fn new(label: &str) -> Self {
         let path = cgroup2_root().join(unique(label));
         fs::create_dir(&path)
             .unwrap_or_else(|e| panic!("cannot create cgroup2 directory {}: {e}", path.display()));
         Self { path }
     }
 
-    fn id(&self) -> u64 {
+    pub(super) fn id(&self) -> u64 {
         cgroup_id_of(&self.path).unwrap()
     }
 
@@ -96,10 +96,10 @@ impl Drop for TestCgroup {
 }
 
 /// A unique pin directory under bpffs, removed with its pins on drop.
-struct PinDir(PathBuf);
+pub(super) struct PinDir(pub(super) PathBuf);
 
 impl PinDir {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self(Path::new(super::BPFFS_ROOT).join(unique("pins")))
     }
 }
@@ -110,7 +110,7 @@ impl Drop for PinDir {
     }
 }
 
-fn load(pins: &PinDir) -> UsageProbes {
+pub(super) fn load(pins: &PinDir) -> UsageProbes {
     let root = TestCgroup::new("root");
     UsageProbes::load_pinned_in(&pins.0, &root.path).unwrap_or_else(|e| {
         panic!("cannot load the usage probes (needs root, BPF, tracepoints, bpffs): {e}")
