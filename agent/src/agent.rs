@@ -174,7 +174,17 @@ pub fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
                      cgroup2): port, device and network isolation attach there"
                     .into(),
             })?;
-    let probes = Arc::new(UsageProbes::load(&config.cgroup_root, &cgroup2_root)?);
+    let probes = match UsageProbes::load(&config.cgroup_root, &cgroup2_root) {
+        Ok(probes) => Arc::new(probes),
+        Err(e) => {
+            // Refusing to start leaves nothing behind: no root cgroups, no pin directory.
+            let _ = layout.remove_root(&config.cgroup_root);
+            if let Ok(dir) = crate::ebpf::default_pin_dir(&config.cgroup_root) {
+                let _ = std::fs::remove_dir(dir);
+            }
+            return Err(e.into());
+        }
+    };
     let handle_probes = probes.clone();
     let hook_probes = probes.clone();
     let executors_config = ExecutorsConfig {

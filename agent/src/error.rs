@@ -59,7 +59,7 @@ pub enum AgentError {
         reason: String,
     },
     /// A required eBPF program or map could not be loaded or attached.
-    #[error("eBPF: {0}")]
+    #[error(transparent)]
     Ebpf(#[from] crate::ebpf::EbpfError),
     /// The agent's settings are unusable.
     #[error("invalid agent configuration: {0}")]

@@ -27,14 +27,14 @@ pub enum EbpfError {
     Load { pin_dir: PathBuf, reason: String },
 
     /// A program is absent from the object or the kernel refused it.
-    #[error("cannot load program {program}: {reason}")]
+    #[error("cannot load eBPF program {program}: {reason}")]
     Program {
         program: &'static str,
         reason: String,
     },
 
     /// The kernel refused to attach a program to a tracepoint.
-    #[error("cannot attach tracepoint {tracepoint}: {reason}")]
+    #[error("cannot attach eBPF program to tracepoint {tracepoint}: {reason}")]
     Attach { tracepoint: String, reason: String },
 
     /// A container's disk usage cannot be measured (its sandbox cannot be read, or is on
