@@ -58,3 +58,44 @@ fn a_task_within_its_disk_limit_finishes() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_tasks_disk_usage_reaches_the_master_in_its_reports() -> Result<()> {
+    use std::process::Command;
+
+    use anyhow::Context;
+    use fleet_tests::{Process, fleet_bin, wait_until};
+
+    let mut dev = Dev::start(&[])?;
+    let mut cmd = Command::new(fleet_bin());
+    cmd.env("FLEET_HOME", dev.home.path()).args([
+        "run",
+        "--disk",
+        "64",
+        "--",
+        "sh",
+        "-c",
+        "head -c 3000000 /dev/zero > f && sleep 4",
+    ]);
+    let mut run = Process::spawn("fleet run", &mut cmd)?;
+    let seen = wait_until(
+        Duration::from_secs(8),
+        "the task's disk_bytes in /state to reach 3 MB",
+        || {
+            let state = dev.state()?;
+            let disk = state["tasks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t["usage"]["disk_bytes"].as_u64())
+                .max();
+            Ok(disk.filter(|d| *d >= 3_000_000))
+        },
+    )
+    .with_context(|| dev.log());
+    let status = run.wait_exit(Duration::from_secs(15));
+    let seen = seen?;
+    assert!(seen < 3_200_000, "counted {seen} bytes for a 3 MB file");
+    assert!(status.is_some_and(|s| s.success()), "{}", run.output());
+    Ok(())
+}
