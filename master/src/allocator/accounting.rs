@@ -59,6 +59,7 @@ impl Allocator {
         };
         state.allocated.add(resources);
         state.available.subtract(resources);
+        state.version += 1;
         state
             .allocations
             .entry((framework.clone(), role.to_owned()))
@@ -97,6 +98,7 @@ impl Allocator {
         }
         state.allocated = state.allocated.checked_sub(resources).unwrap_or_default();
         state.available.add(resources);
+        state.version += 1;
         if role == UNKNOWN_ROLE {
             if !state.allocations.contains_key(&key)
                 && let Some(agents) = self.unknown.get_mut(framework)

@@ -13,13 +13,18 @@ impl Allocator {
     /// A full cycle over all active agents. The starting agent rotates from one cycle to the
     /// next so that no agent is always first (Mesos shuffles; this stays deterministic).
     pub fn allocate(&mut self, now: Instant) -> Vec<Allocation> {
-        self.filters.expire(now);
-        // Only agents with something to offer; most are fully offered or in use.
+        self.expire_filters(now);
+        // Only agents with something to offer that somebody may take: most are fully
+        // offered or in use, or were refused by everyone and have not changed since.
+        let epoch = self.epoch;
         let mut ids: Vec<AgentId> = self
             .agents
             .iter()
             .filter(|(_, agent)| {
-                agent.active && agent.offerable && self.allocatable(&agent.available)
+                agent.active
+                    && agent.offerable
+                    && agent.idle_at != Some((epoch, agent.version))
+                    && self.allocatable(&agent.available)
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -38,7 +43,7 @@ impl Allocator {
     /// A partial cycle over `agents` (unknown ones are skipped), after an event that changed
     /// what they have free or who may have it.
     pub fn allocate_agents(&mut self, agents: &[AgentId], now: Instant) -> Vec<Allocation> {
-        self.filters.expire(now);
+        self.expire_filters(now);
         let mut seen = BTreeSet::new();
         let mut allocations = Vec::new();
         for id in agents {
@@ -47,6 +52,15 @@ impl Allocator {
             }
         }
         allocations
+    }
+
+    /// Drops expired refusals; the agents that lost one may have a taker again.
+    fn expire_filters(&mut self, now: Instant) {
+        for id in self.filters.expire(now) {
+            if let Some(agent) = self.agents.get_mut(&id) {
+                agent.version += 1;
+            }
+        }
     }
 
     /// Stage 2 of Mesos' cycle for one agent: every role, in DRF order. A quota stage would
@@ -63,6 +77,8 @@ impl Allocator {
             return;
         }
         let mut available = agent.available.clone();
+        let idle_at = (self.epoch, agent.version);
+        let before = out.len();
         for role in self.roles.sort(&self.total) {
             let offerable = available.allocatable_to(&role);
             if !self.allocatable(&offerable) {
@@ -89,6 +105,13 @@ impl Allocator {
             if !self.allocatable(&available) {
                 break;
             }
+        }
+        if out.len() == before
+            && let Some(agent) = self.agents.get_mut(id)
+        {
+            // Nobody may take it now; nothing will change that until the agent's resources
+            // or filters change (its version) or a framework may take more (the epoch).
+            agent.idle_at = Some(idle_at);
         }
     }
 

@@ -24,6 +24,9 @@ struct Refusal {
 #[derive(Debug, Clone, Default)]
 pub struct RefusalFilters {
     by_framework: BTreeMap<FrameworkId, BTreeMap<AgentId, Vec<Refusal>>>,
+    /// The earliest expiry of any filter (or earlier): [`RefusalFilters::expire`] scans
+    /// nothing before then, so long refusals cost nothing per cycle.
+    next_expiry: Option<Instant>,
 }
 
 impl RefusalFilters {
@@ -43,6 +46,7 @@ impl RefusalFilters {
                 resources: resources.clone(),
                 expires,
             });
+        self.next_expiry = Some(self.next_expiry.map_or(expires, |next| next.min(expires)));
     }
 
     /// Whether `framework` refused, on `agent`, everything in `offerable`, with a filter
@@ -77,15 +81,32 @@ impl RefusalFilters {
         self.by_framework.retain(|_, agents| !agents.is_empty());
     }
 
-    /// Drops filters that have expired at `now`.
-    pub fn expire(&mut self, now: Instant) {
+    /// Drops filters that have expired at `now` and returns the agents that lost one (so
+    /// the caller looks at them again). Scans only once the earliest expiry has passed.
+    pub fn expire(&mut self, now: Instant) -> Vec<AgentId> {
+        let mut touched = Vec::new();
+        if self.next_expiry.is_none_or(|next| now < next) {
+            return touched;
+        }
+        let mut next: Option<Instant> = None;
         for agents in self.by_framework.values_mut() {
-            for refusals in agents.values_mut() {
+            for (agent, refusals) in agents.iter_mut() {
+                let before = refusals.len();
                 refusals.retain(|r| now < r.expires);
+                if refusals.len() != before {
+                    touched.push(agent.clone());
+                }
+                for r in refusals.iter() {
+                    next = Some(next.map_or(r.expires, |n| n.min(r.expires)));
+                }
             }
             agents.retain(|_, refusals| !refusals.is_empty());
         }
         self.by_framework.retain(|_, agents| !agents.is_empty());
+        self.next_expiry = next;
+        touched.sort();
+        touched.dedup();
+        touched
     }
 
     /// Number of active filters, expired or not yet swept.

@@ -142,6 +142,11 @@ struct Agent {
     active: bool,
     /// Agents without cpus and mem are never offered (Mesos).
     offerable: bool,
+    /// Bumped whenever what the agent has free, or who may be offered it there, changes.
+    version: u64,
+    /// `(epoch, version)` when a cycle last found nobody to offer the agent to: until
+    /// either changes, a cycle skips it without sorting anyone (see `cycle.rs`).
+    idle_at: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +172,9 @@ pub struct Allocator {
     /// Agents holding resources of frameworks whose role is not known yet.
     unknown: BTreeMap<FrameworkId, BTreeSet<AgentId>>,
     cycles: u64,
+    /// Bumped whenever a framework may take more than before on any agent (it subscribed,
+    /// came back, revived, lost its filters): every idle agent is looked at again.
+    epoch: u64,
 }
 
 impl Allocator {
@@ -181,6 +189,7 @@ impl Allocator {
             filters: RefusalFilters::default(),
             unknown: BTreeMap::new(),
             cycles: 0,
+            epoch: 0,
         }
     }
 
@@ -220,6 +229,8 @@ impl Allocator {
                 allocations: BTreeMap::new(),
                 active: true,
                 offerable,
+                version: 0,
+                idle_at: None,
             },
         );
         for (framework, resources) in used {
@@ -269,12 +280,14 @@ impl Allocator {
     pub fn deactivate_agent(&mut self, id: &AgentId) {
         if let Some(agent) = self.agents.get_mut(id) {
             agent.active = false;
+            agent.version += 1;
         }
     }
 
     pub fn activate_agent(&mut self, id: &AgentId) {
         if let Some(agent) = self.agents.get_mut(id) {
             agent.active = true;
+            agent.version += 1;
         }
     }
 
@@ -301,6 +314,7 @@ impl Allocator {
             .into_iter()
             .filter(|r| ordered.contains(r))
             .collect();
+        self.epoch += 1;
         let previous = self.frameworks.insert(
             id.clone(),
             Framework {
@@ -349,6 +363,7 @@ impl Allocator {
             }
         }
         self.filters.clear_framework(id);
+        self.epoch += 1;
     }
 
     /// Stops offers to the framework (it disconnected); its allocations stay accounted.
@@ -362,6 +377,7 @@ impl Allocator {
         if let Some(framework) = self.frameworks.get_mut(id) {
             framework.active = true;
         }
+        self.epoch += 1;
     }
 
     /// Sets a role's weight (default 1.0); a role with weight 2 is entitled to twice the
@@ -403,6 +419,7 @@ impl Allocator {
             }
             self.filters.clear_framework(framework);
         }
+        self.epoch += 1;
     }
 
     /// DECLINE: hides `resources` on `agent` from `framework` for

@@ -400,3 +400,68 @@ fn recover_across_roles_and_errors() {
     assert_eq!(a.allocated_on(&agent("a")), Some(&Resources::new()));
     assert!(a.shares().roles.values().all(|r| r.share == 0.0));
 }
+
+/// An agent everyone refused is skipped by later cycles, and looked at again as soon as
+/// anything could change that: a filter expires, a framework subscribes, comes back or
+/// revives, or resources come back to the agent.
+#[test]
+fn an_agent_nobody_takes_is_skipped_until_something_changes() {
+    let base = Instant::now();
+    let mut a = allocator();
+    add_agents(&mut a, 1, "cpus:4;mem:4096");
+    a.add_framework(fw("f"), roles(&["r"]), vec![]);
+    let decline_all = |a: &mut Allocator, offers: Vec<Allocation>, refuse: u64, now| {
+        for o in offers {
+            a.decline(
+                &o.framework_id,
+                &o.agent_id,
+                &o.resources,
+                Some(Duration::from_secs(refuse)),
+                now,
+            );
+            a.recover(&o.framework_id, &o.agent_id, &o.resources)
+                .unwrap();
+        }
+    };
+    let offers = a.allocate(base);
+    assert_eq!(offers.len(), 1);
+    decline_all(&mut a, offers, 10, base);
+    // Refused: nothing, now and in later cycles (the agent is idle).
+    for s in 1..5 {
+        assert!(a.allocate(base + Duration::from_secs(s)).is_empty());
+    }
+    // The filter expires: offered again.
+    let offers = a.allocate(base + Duration::from_secs(10));
+    assert_eq!(offers.len(), 1, "not re-offered after the filter expired");
+    decline_all(&mut a, offers, 1000, base + Duration::from_secs(10));
+    assert!(a.allocate(base + Duration::from_secs(11)).is_empty());
+
+    // A new framework subscribes: it gets the agent.
+    a.add_framework(fw("g"), roles(&["r"]), vec![]);
+    let offers = a.allocate(base + Duration::from_secs(12));
+    assert_eq!(offers.len(), 1);
+    assert_eq!(offers[0].framework_id, fw("g"));
+    decline_all(&mut a, offers, 1000, base + Duration::from_secs(12));
+    assert!(a.allocate(base + Duration::from_secs(13)).is_empty());
+
+    // Revive clears f's filter.
+    a.revive(&fw("f"), None);
+    let offers = a.allocate(base + Duration::from_secs(14));
+    assert_eq!(offers.len(), 1);
+    assert_eq!(offers[0].framework_id, fw("f"));
+    decline_all(&mut a, offers, 1000, base + Duration::from_secs(14));
+    assert!(a.allocate(base + Duration::from_secs(15)).is_empty());
+
+    // Resources coming back to the agent make it worth a look: filters hide an offer only
+    // while they cover all of it. Take part of the agent, then give it back.
+    a.add_framework(fw("h"), roles(&["r"]), vec![]);
+    let offers = a.allocate(base + Duration::from_secs(16));
+    assert_eq!(offers.len(), 1);
+    let taken = offers[0].resources.clone();
+    assert!(a.allocate(base + Duration::from_secs(17)).is_empty());
+    a.recover(&fw("h"), &agent("a000"), &taken).unwrap();
+    let offers = a.allocate(base + Duration::from_secs(18));
+    assert_eq!(offers.len(), 1, "recovered resources not offered again");
+    assert_eq!(offers[0].framework_id, fw("h"));
+    a.check_invariants().unwrap();
+}
