@@ -13,6 +13,7 @@ use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
 use fleet_bench::sim::{ClusterSpec, SimCluster, Workload};
+use fleet_master::allocator::Allocator;
 
 const SCALES: [ClusterSpec; 3] = [
     ClusterSpec::new(1_000, 10, 2),
@@ -30,7 +31,7 @@ fn cycles(c: &mut Criterion) {
         group.warm_up_time(Duration::from_secs(1));
         group.measurement_time(Duration::from_secs(5));
         for spec in SCALES {
-            let mut cluster = SimCluster::prepared(spec, workload).unwrap();
+            let mut cluster = SimCluster::<Allocator>::prepared(spec, workload).unwrap();
             group.throughput(Throughput::Elements(spec.agents as u64));
             group.bench_function(BenchmarkId::from_parameter(spec), |b| {
                 b.iter_custom(|iters| {

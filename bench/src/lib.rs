@@ -7,6 +7,7 @@
 //! one, meant for `fleet bench` and `cargo run -p fleet-bench --release --example ratios`.
 
 pub mod measure;
+pub mod mesos_drf;
 pub mod ratios;
 pub mod reports;
 pub mod sim;

@@ -10,6 +10,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use fleet_master::allocator::{Allocation, Allocator, AllocatorConfig};
+
+use crate::mesos_drf::MesosDrf;
 use fleet_proto::ids::{AgentId, FrameworkId};
 use fleet_proto::resources::Resources;
 
@@ -105,10 +107,106 @@ pub fn agent_resources(i: usize) -> Result<Resources, BenchError> {
     parse(AGENT_SHAPES[i % AGENT_SHAPES.len()])
 }
 
+/// What the simulation needs of an allocator: Fleet's, or the Mesos-algorithm baseline.
+pub trait SimAllocator {
+    fn new_with(config: AllocatorConfig) -> Self;
+    fn allocation_interval(&self) -> Duration;
+    fn add_agent(&mut self, id: &AgentId, total: Resources) -> Result<(), BenchError>;
+    fn add_framework(&mut self, id: &FrameworkId, role: String);
+    fn allocate(&mut self, now: Instant) -> Vec<Allocation>;
+    fn decline(
+        &mut self,
+        framework: &FrameworkId,
+        agent: &AgentId,
+        resources: &Resources,
+        refuse: Option<Duration>,
+        now: Instant,
+    );
+    fn recover(
+        &mut self,
+        framework: &FrameworkId,
+        agent: &AgentId,
+        resources: &Resources,
+    ) -> Result<(), BenchError>;
+}
+
+impl SimAllocator for Allocator {
+    fn new_with(config: AllocatorConfig) -> Self {
+        Allocator::new(config)
+    }
+    fn allocation_interval(&self) -> Duration {
+        self.config().allocation_interval
+    }
+    fn add_agent(&mut self, id: &AgentId, total: Resources) -> Result<(), BenchError> {
+        Ok(Allocator::add_agent(self, id.clone(), total, vec![])?)
+    }
+    fn add_framework(&mut self, id: &FrameworkId, role: String) {
+        Allocator::add_framework(self, id.clone(), vec![role], vec![]);
+    }
+    fn allocate(&mut self, now: Instant) -> Vec<Allocation> {
+        Allocator::allocate(self, now)
+    }
+    fn decline(
+        &mut self,
+        framework: &FrameworkId,
+        agent: &AgentId,
+        resources: &Resources,
+        refuse: Option<Duration>,
+        now: Instant,
+    ) {
+        Allocator::decline(self, framework, agent, resources, refuse, now);
+    }
+    fn recover(
+        &mut self,
+        framework: &FrameworkId,
+        agent: &AgentId,
+        resources: &Resources,
+    ) -> Result<(), BenchError> {
+        Ok(Allocator::recover(self, framework, agent, resources)?)
+    }
+}
+
+impl SimAllocator for MesosDrf {
+    fn new_with(config: AllocatorConfig) -> Self {
+        MesosDrf::new(config)
+    }
+    fn allocation_interval(&self) -> Duration {
+        self.config().allocation_interval
+    }
+    fn add_agent(&mut self, id: &AgentId, total: Resources) -> Result<(), BenchError> {
+        MesosDrf::add_agent(self, id, total);
+        Ok(())
+    }
+    fn add_framework(&mut self, id: &FrameworkId, role: String) {
+        MesosDrf::add_framework(self, id, &role);
+    }
+    fn allocate(&mut self, now: Instant) -> Vec<Allocation> {
+        MesosDrf::allocate(self, now)
+    }
+    fn decline(
+        &mut self,
+        framework: &FrameworkId,
+        agent: &AgentId,
+        resources: &Resources,
+        refuse: Option<Duration>,
+        now: Instant,
+    ) {
+        MesosDrf::decline(self, framework, agent, resources, refuse, now);
+    }
+    fn recover(
+        &mut self,
+        framework: &FrameworkId,
+        agent: &AgentId,
+        resources: &Resources,
+    ) -> Result<(), BenchError> {
+        MesosDrf::recover(self, framework, agent, resources)
+    }
+}
+
 /// An allocator with agents and frameworks, a simulated clock, and the tasks launched.
 #[derive(Debug)]
-pub struct SimCluster {
-    pub allocator: Allocator,
+pub struct SimCluster<A: SimAllocator = Allocator> {
+    pub allocator: A,
     pub spec: ClusterSpec,
     pub agents: Vec<(AgentId, Resources)>,
     pub frameworks: Vec<FrameworkId>,
@@ -118,7 +216,7 @@ pub struct SimCluster {
     task: Resources,
 }
 
-impl SimCluster {
+impl<A: SimAllocator> SimCluster<A> {
     /// Builds the cluster with Mesos' default allocator settings.
     pub fn build(spec: ClusterSpec) -> Result<Self, BenchError> {
         Self::build_with(spec, AllocatorConfig::default())
@@ -131,18 +229,18 @@ impl SimCluster {
                 spec.roles, spec.frameworks
             )));
         }
-        let mut allocator = Allocator::new(config);
+        let mut allocator = A::new_with(config);
         let mut agents = Vec::with_capacity(spec.agents);
         for i in 0..spec.agents {
             let id = agent_id(i);
             let total = agent_resources(i)?;
-            allocator.add_agent(id.clone(), total.clone(), vec![])?;
+            allocator.add_agent(&id, total.clone())?;
             agents.push((id, total));
         }
         let mut frameworks = Vec::with_capacity(spec.frameworks);
         for i in 0..spec.frameworks {
             let id = framework_id(i);
-            allocator.add_framework(id.clone(), vec![role_name(i % spec.roles)], vec![]);
+            allocator.add_framework(&id, role_name(i % spec.roles));
             frameworks.push(id);
         }
         Ok(Self {
@@ -185,7 +283,7 @@ impl SimCluster {
 
     /// One full allocation cycle, one allocation interval after the previous one.
     pub fn cycle(&mut self) -> Vec<Allocation> {
-        self.now += self.allocator.config().allocation_interval;
+        self.now += self.allocator.allocation_interval();
         self.allocator.allocate(self.now)
     }
 
@@ -253,7 +351,7 @@ mod tests {
 
     #[test]
     fn decline_all_filters_every_agent() {
-        let mut cluster = SimCluster::build(ClusterSpec::new(30, 4, 2)).unwrap();
+        let mut cluster = SimCluster::<Allocator>::build(ClusterSpec::new(30, 4, 2)).unwrap();
         let first = cluster.cycle();
         assert_eq!(first.len(), 30);
         cluster.answer(first, Workload::DeclineAll).unwrap();
@@ -265,7 +363,8 @@ mod tests {
     #[test]
     fn accept_part_reaches_a_steady_state() {
         let mut cluster =
-            SimCluster::prepared(ClusterSpec::new(30, 4, 2), Workload::AcceptPart).unwrap();
+            SimCluster::<Allocator>::prepared(ClusterSpec::new(30, 4, 2), Workload::AcceptPart)
+                .unwrap();
         for _ in 0..10 {
             let offers = cluster.cycle();
             assert_eq!(offers.len(), 30, "every agent has room left");
@@ -273,5 +372,37 @@ mod tests {
             cluster.allocator.check_invariants().unwrap();
         }
         assert_eq!(cluster.running_tasks(), 30 * TASK_CYCLES);
+    }
+
+    /// The baseline follows the same DRF order as Fleet's allocator (shares, then
+    /// allocation counts, then ids), so on the same workload both make the same offers.
+    #[test]
+    fn the_mesos_baseline_offers_what_fleet_offers() {
+        let spec = ClusterSpec::new(40, 6, 3);
+        for workload in [Workload::AcceptPart, Workload::DeclineAll] {
+            let mut fleet = SimCluster::<Allocator>::build(spec).unwrap();
+            let mut mesos = SimCluster::<MesosDrf>::build(spec).unwrap();
+            for cycle in 0..12 {
+                let key = |offers: &[Allocation]| {
+                    let mut keys: Vec<String> = offers
+                        .iter()
+                        .map(|o| format!("{} {} {}", o.agent_id, o.framework_id, o.resources))
+                        .collect();
+                    keys.sort();
+                    keys
+                };
+                let (a, b) = (fleet.cycle(), mesos.cycle());
+                let (ka, kb) = (key(&a), key(&b));
+                let first_difference = ka.iter().zip(&kb).find(|(x, y)| x != y);
+                assert!(
+                    ka.len() == kb.len() && first_difference.is_none(),
+                    "{workload:?}, cycle {cycle}: {} vs {} offers, first difference {first_difference:?}",
+                    ka.len(),
+                    kb.len()
+                );
+                fleet.answer(a, workload).unwrap();
+                mesos.answer(b, workload).unwrap();
+            }
+        }
     }
 }
