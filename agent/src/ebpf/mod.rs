@@ -3,13 +3,13 @@
 
 mod devices;
 mod disk;
+#[cfg(test)]
+mod disk_tests;
 mod error;
 mod fs;
 mod net;
 mod ports;
 mod probes;
-#[cfg(test)]
-mod disk_tests;
 #[cfg(test)]
 mod tests;
 
