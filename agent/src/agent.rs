@@ -1,5 +1,6 @@
 //! Starting and stopping a whole agent: detect resources, load the eBPF probes (refusing to
-//! start without them), start the executor pool, then the link to the master.
+//! start without them), start the executor pool, the HTTP endpoint, then the link to the
+//! master.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use crate::detect::{self, MachineResources};
 use crate::ebpf::UsageProbes;
 use crate::error::AgentError;
 use crate::executors::{Executors, ExecutorsConfig};
+use crate::http::Publisher;
 use crate::link::{self, LinkConfig, Parts};
 use crate::tasks::Tasks;
 
@@ -38,6 +40,9 @@ pub struct AgentConfig {
     pub gpu_devices: Option<PathBuf>,
     /// Executors to run; default one per core.
     pub cores: Option<usize>,
+    /// Where to serve HTTP (/health, /state, /metrics, /monitor/statistics); None serves
+    /// nothing. Port 0 picks a free port: `AgentHandle::http_addr` says which.
+    pub http_listen: Option<SocketAddr>,
 }
 
 /// A running agent.
@@ -45,6 +50,8 @@ pub struct AgentHandle {
     work_dir: PathBuf,
     stop: watch::Sender<bool>,
     link: Option<JoinHandle<()>>,
+    http: Option<JoinHandle<()>>,
+    http_addr: Option<SocketAddr>,
     executors: Arc<Executors>,
     registered: watch::Receiver<Option<AgentId>>,
     resources: Resources,
@@ -54,6 +61,11 @@ pub struct AgentHandle {
 impl AgentHandle {
     pub fn work_dir(&self) -> &Path {
         &self.work_dir
+    }
+
+    /// The address the HTTP endpoint listens on, if it serves one.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// The resources this agent offers.
@@ -91,6 +103,9 @@ impl AgentHandle {
         let _ = self.stop.send(true);
         if let Some(link) = self.link.take() {
             let _ = link.join();
+        }
+        if let Some(http) = self.http.take() {
+            let _ = http.join();
         }
         // No container outlives a clean stop, so their pinned counters go too.
         drop(self.executors);
@@ -156,6 +171,17 @@ pub fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         path: config.work_dir.clone(),
         source,
     })?;
+    // Bound first: a taken port stops the agent before it touches cgroups or BPF.
+    let http_listener = match config.http_listen {
+        Some(addr) => {
+            let listen = |source| AgentError::Listen { addr, source };
+            let listener = std::net::TcpListener::bind(addr).map_err(listen)?;
+            let bound = listener.local_addr().map_err(listen)?;
+            Some((listener, bound))
+        }
+        None => None,
+    };
+    let http_addr = http_listener.as_ref().map(|(_, bound)| *bound);
     let dev = config
         .gpu_devices
         .clone()
@@ -203,12 +229,30 @@ pub fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
     let hostname = config.hostname.clone().unwrap_or_else(hostname);
     let info = AgentInfo {
         hostname,
-        http_address: String::new(),
+        http_address: http_addr.map(|a| a.to_string()).unwrap_or_default(),
         resources: resources.clone(),
         attributes: config.attributes.clone(),
     };
     tracing::info!(resources = %resources, "agent starting");
     let (registered_tx, registered) = watch::channel(None);
+    let (monitor, snapshot) = Publisher::new();
+    let (stop, stop_rx) = watch::channel(false);
+    let http = match http_listener {
+        Some((listener, _)) => {
+            let info = info.clone();
+            let stop = stop_rx.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("fleet-http".into())
+                    .spawn(move || crate::http::serve(listener, info, snapshot, stop))
+                    .map_err(|source| AgentError::Thread {
+                        what: "HTTP",
+                        source,
+                    })?,
+            )
+        }
+        None => None,
+    };
     let parts = Parts {
         executors: executors.clone(),
         probes,
@@ -217,6 +261,7 @@ pub fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         cgroups: Default::default(),
         ended: Usage::default(),
         registered: registered_tx,
+        monitor,
     };
     let link_config = LinkConfig {
         masters: config.masters.clone(),
@@ -224,7 +269,6 @@ pub fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         identity: config.identity.clone(),
         info,
     };
-    let (stop, stop_rx) = watch::channel(false);
     let link = std::thread::Builder::new()
         .name("fleet-link".into())
         .spawn(move || {
@@ -248,6 +292,8 @@ pub fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         work_dir: config.work_dir,
         stop,
         link: Some(link),
+        http,
+        http_addr,
         executors,
         registered,
         resources,

@@ -61,6 +61,13 @@ pub enum AgentError {
     /// A required eBPF program or map could not be loaded or attached.
     #[error(transparent)]
     Ebpf(#[from] crate::ebpf::EbpfError),
+    /// The HTTP endpoint's address cannot be listened on.
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: io::Error,
+    },
     /// The agent's settings are unusable.
     #[error("invalid agent configuration: {0}")]
     Config(String),

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 use crate::containerizer::ContainerEvent;
 use crate::ebpf::UsageProbes;
 use crate::executors::Executors;
+use crate::http::{Limits, Publisher};
 use crate::tasks::{Action, Tasks};
 
 /// How the link reaches the master.
@@ -62,6 +63,8 @@ pub(crate) struct Parts {
     pub ended: Usage,
     /// Registration state published for the agent's own status.
     pub registered: watch::Sender<Option<AgentId>>,
+    /// Usage and link counters published for the agent's HTTP endpoint.
+    pub monitor: Publisher,
 }
 
 enum SessionEnd {
@@ -85,6 +88,7 @@ pub(crate) async fn run(config: LinkConfig, mut parts: Parts, mut stop: watch::R
             SessionEnd::Stop => break,
             SessionEnd::Failed(e) => {
                 let _ = parts.registered.send(None);
+                parts.monitor.link_failed();
                 tracing::warn!("{e}; retrying in {backoff:?}");
                 next_master += 1;
             }
@@ -92,9 +96,16 @@ pub(crate) async fn run(config: LinkConfig, mut parts: Parts, mut stop: watch::R
         // Keep the lifecycle moving while disconnected: containers still end.
         let deadline = tokio::time::Instant::now() + backoff;
         let mut limits_tick = tokio::time::interval(LIMITS_CHECK);
+        let mut usage_tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,
+                _ = usage_tick.tick() => {
+                    // The agent's own endpoint keeps showing usage while the master is away.
+                    let agent_id = parts.tasks.agent_id().clone();
+                    let report = build_report(&parts, &agent_id, 0).await;
+                    publish(&mut parts, report, false);
+                }
                 _ = limits_tick.tick() => {
                     let actions = check_limits(&mut parts);
                     perform_offline(&mut parts, actions);
@@ -242,6 +253,7 @@ async fn session(
     tracing::info!(%addr, agent_id = %agent_id, "registered with master");
     parts.tasks.set_agent_id(agent_id.clone());
     let _ = parts.registered.send(Some(agent_id.clone()));
+    parts.monitor.registered(&agent_id);
 
     let mut reports = match conn.open_uni().await {
         Ok(s) => s,
@@ -307,6 +319,7 @@ async fn session(
                 if let Err(e) = stream::write_message(&mut reports, &report).await {
                     break fail(e);
                 }
+                publish(parts, report, true);
                 Vec::new()
             }
             _ = retry_tick.tick() => parts.tasks.retry(Instant::now()),
@@ -476,6 +489,22 @@ fn perform_local(parts: &mut Parts, action: Action) -> Vec<Action> {
         Action::Send(_) => {}
     }
     Vec::new()
+}
+
+/// Hands a report and its tasks' limits (from their resources) to the HTTP endpoint.
+fn publish(parts: &mut Parts, report: Report, sent: bool) {
+    let limits = report
+        .tasks
+        .iter()
+        .map(|t| {
+            parts
+                .tasks
+                .resources_of(&t.task_id)
+                .map(Limits::of)
+                .unwrap_or_default()
+        })
+        .collect();
+    parts.monitor.report(report, limits, sent);
 }
 
 async fn build_report(parts: &Parts, agent_id: &AgentId, seq: u64) -> Report {

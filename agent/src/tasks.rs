@@ -454,6 +454,11 @@ impl Tasks {
             .map(|e| (e.container_id.as_str(), &e.framework.id, &e.task.task_id))
     }
 
+    /// The resources a task was launched with (its limits), if the agent knows the task.
+    pub fn resources_of(&self, task_id: &TaskId) -> Option<&fleet_proto::resources::Resources> {
+        self.tasks.get(task_id).map(|e| &e.task.resources)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn update(
         &self,

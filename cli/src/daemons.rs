@@ -72,6 +72,10 @@ pub struct AgentArgs {
     /// Executors (cores) to run; default: one per core.
     #[arg(long)]
     cores: Option<usize>,
+    /// Address of the agent's HTTP endpoint (/health, /state, /metrics,
+    /// /monitor/statistics). Default 127.0.0.1:5051; port 0 picks a free one.
+    #[arg(long)]
+    http_listen: Option<String>,
 }
 
 /// Resolves "host:port" to a socket address, naming the input on failure.
@@ -172,6 +176,9 @@ pub fn agent(args: AgentArgs) -> Result<()> {
         .get(args.cert, "cert")?
         .context("--cert is required: this agent's certificate (see `fleet certs issue agent`)")?;
     let key: PathBuf = layers.get(args.key, "key")?.context("--key is required")?;
+    let http_listen =
+        resolve(&layers.get_or(args.http_listen, "http-listen", "127.0.0.1:5051".into())?)
+            .context("invalid --http-listen")?;
     let config = fleet_agent::AgentConfig {
         masters,
         work_dir,
@@ -184,10 +191,15 @@ pub fn agent(args: AgentArgs) -> Result<()> {
         cgroup_root: layers.get_or(args.cgroup_root, "cgroup-root", "fleet".into())?,
         gpu_devices: layers.get(args.gpu_devices, "gpu-devices")?,
         cores: layers.get(args.cores, "cores")?,
+        http_listen: Some(http_listen),
     };
     let handle = fleet_agent::start(config)?;
+    let http = handle
+        .http_addr()
+        .map(|a| format!(", HTTP http://{a}"))
+        .unwrap_or_default();
     println!(
-        "fleet agent: running (work dir {})",
+        "fleet agent: running (work dir {}{http})",
         handle.work_dir().display()
     );
     wait_for_signal()?;

@@ -1,6 +1,7 @@
 //! `fleet dev`: a master and one agent in this process on loopback, with a throwaway CA,
 //! ready in seconds; `fleet run` and `fleet status` find it through the dev profile.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,19 @@ pub struct DevArgs {
     /// Name of the cgroup under which the agent creates containers.
     #[arg(long, default_value = "fleet-dev")]
     cgroup_root: String,
+}
+
+/// The port after the master's when it is free (5051 beside the default 5050, as in
+/// Mesos), otherwise one the kernel picks; dev prints whichever it got.
+fn agent_http_listen(master_http: SocketAddr) -> SocketAddr {
+    let next = master_http
+        .port()
+        .checked_add(1)
+        .map(|port| SocketAddr::new(master_http.ip(), port));
+    match next {
+        Some(addr) if std::net::TcpListener::bind(addr).is_ok() => addr,
+        _ => SocketAddr::new(master_http.ip(), 0),
+    }
 }
 
 pub fn run(args: DevArgs) -> Result<()> {
@@ -73,6 +87,7 @@ pub fn run(args: DevArgs) -> Result<()> {
         cgroup_root: args.cgroup_root.clone(),
         gpu_devices: None,
         cores: None,
+        http_listen: Some(agent_http_listen(master.http_addr())),
     }) {
         Ok(a) => a,
         Err(e) => {
@@ -99,6 +114,9 @@ pub fn run(args: DevArgs) -> Result<()> {
     match registered {
         Some(id) => println!("  agent      {id} registered"),
         None => println!("  agent      not registered yet (see the log)"),
+    }
+    if let Some(addr) = agent.http_addr() {
+        println!("  agent HTTP http://{addr}/monitor/statistics");
     }
     println!("  work dir   {}", work_dir.display());
     println!("  profile    {}", profile_path.display());

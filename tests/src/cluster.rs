@@ -76,7 +76,8 @@ impl Cluster {
                 .arg(certs.join("agent-a.pem"))
                 .arg("--key")
                 .arg(certs.join("agent-a-key.pem"))
-                .args(["--cgroup-root", &cgroup_root]),
+                .args(["--cgroup-root", &cgroup_root])
+                .args(["--http-listen", "127.0.0.1:0"]),
         )?;
         let mut cluster = Cluster {
             agent,

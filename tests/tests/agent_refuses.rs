@@ -36,7 +36,8 @@ fn without_bpf_capabilities_the_agent_refuses_to_start_and_says_why() -> Result<
         .arg(certs.join("agent-a.pem"))
         .arg("--key")
         .arg(certs.join("agent-a-key.pem"))
-        .args(["--cgroup-root", &root]);
+        .args(["--cgroup-root", &root])
+        .args(["--http-listen", "127.0.0.1:0"]);
     let out = output_within(&mut cmd, Duration::from_secs(30)).context("setpriv (util-linux)")?;
     let printed = text(&out);
     assert!(!out.status.success(), "the agent started:\n{printed}");
