@@ -6,6 +6,7 @@
 //! The criterion benches (`benches/`) are the detailed view; [`ratios::run`] is the quick
 //! one, meant for `fleet bench` and `cargo run -p fleet-bench --release --example ratios`.
 
+pub mod allocator_grid;
 pub mod measure;
 pub mod mesos_drf;
 pub mod ratios;
