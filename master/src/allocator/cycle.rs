@@ -79,16 +79,17 @@ impl Allocator {
         let mut available = agent.available.clone();
         let idle_at = (self.epoch, agent.version);
         let before = out.len();
-        for role in self.roles.sort(&self.total) {
+        let roles = self.roles.sort(&self.total).to_vec();
+        for role in roles {
             let offerable = available.allocatable_to(&role);
             if !self.allocatable(&offerable) {
                 continue;
             }
-            let Some(frameworks) = self.role_frameworks.get(&role) else {
+            let Some(frameworks) = self.role_frameworks.get_mut(&role) else {
                 continue;
             };
-            let chosen = frameworks
-                .sort(&self.total)
+            let order = frameworks.sort(&self.total).to_vec();
+            let chosen = order
                 .into_iter()
                 .find(|fw| self.may_offer(fw, &role, id, &offerable, now));
             let Some(framework) = chosen else {

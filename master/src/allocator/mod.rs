@@ -219,6 +219,7 @@ impl Allocator {
         }
         self.remove_agent(&id);
         self.total.add(&Quantities::of(&total));
+        self.total_changed();
         let offerable = total.cpus() > Scalar::default() || total.mem_mb() > Scalar::default();
         self.agents.insert(
             id.clone(),
@@ -256,6 +257,7 @@ impl Allocator {
             return;
         };
         self.total.subtract(&Quantities::of(&agent.total));
+        self.total_changed();
         for ((framework, role), resources) in &agent.allocations {
             if role == UNKNOWN_ROLE {
                 if let Some(agents) = self.unknown.get_mut(framework) {
@@ -493,6 +495,14 @@ impl Allocator {
             self.untrack(framework, &role, agent, &piece);
         }
         Ok(())
+    }
+
+    /// Every share's denominator changed: the sorters' cached orders are stale.
+    fn total_changed(&mut self) {
+        self.roles.invalidate();
+        for sorter in self.role_frameworks.values_mut() {
+            sorter.invalidate();
+        }
     }
 
     /// Dominant shares of every role that has frameworks or allocations.

@@ -80,11 +80,17 @@ struct Client {
 }
 
 /// Clients (role names or framework ids) ordered by weighted dominant share.
+///
+/// The order is cached: [`DrfSorter::sort`] recomputes it only after something that can
+/// change it (an allocation, a client or weight change, or [`DrfSorter::invalidate`] when
+/// the cluster total changed), as Mesos' DRF sorter does.
 #[derive(Debug, Clone)]
 pub struct DrfSorter<K: Ord + Clone> {
     clients: BTreeMap<K, Client>,
     /// Weights outlive clients: an operator may weigh a role before any framework uses it.
     weights: BTreeMap<K, f64>,
+    sorted: Vec<K>,
+    dirty: bool,
 }
 
 impl<K: Ord + Clone> Default for DrfSorter<K> {
@@ -92,6 +98,8 @@ impl<K: Ord + Clone> Default for DrfSorter<K> {
         Self {
             clients: BTreeMap::new(),
             weights: BTreeMap::new(),
+            sorted: Vec::new(),
+            dirty: true,
         }
     }
 }
@@ -101,12 +109,19 @@ impl<K: Ord + Clone> DrfSorter<K> {
     pub fn add(&mut self, client: &K) {
         if !self.clients.contains_key(client) {
             self.clients.insert(client.clone(), Client::default());
+            self.dirty = true;
         }
     }
 
     /// Forgets `client` and whatever it had allocated.
     pub fn remove(&mut self, client: &K) {
         self.clients.remove(client);
+        self.dirty = true;
+    }
+
+    /// Forgets the cached order (the cluster total, every share's denominator, changed).
+    pub fn invalidate(&mut self) {
+        self.dirty = true;
     }
 
     pub fn contains(&self, client: &K) -> bool {
@@ -128,6 +143,7 @@ impl<K: Ord + Clone> DrfSorter<K> {
 
     pub fn set_weight(&mut self, client: &K, weight: f64) {
         self.weights.insert(client.clone(), weight);
+        self.dirty = true;
     }
 
     /// Records an allocation to `client`, adding the client if needed.
@@ -135,6 +151,7 @@ impl<K: Ord + Clone> DrfSorter<K> {
         let entry = self.clients.entry(client.clone()).or_default();
         entry.allocated.add(quantities);
         entry.allocations += 1;
+        self.dirty = true;
     }
 
     /// Records that `client` gave `quantities` back (saturating at zero).
@@ -142,6 +159,7 @@ impl<K: Ord + Clone> DrfSorter<K> {
         if let Some(entry) = self.clients.get_mut(client) {
             entry.allocated.subtract(quantities);
         }
+        self.dirty = true;
     }
 
     /// What `client` holds now; zero for an unknown client.
@@ -160,8 +178,17 @@ impl<K: Ord + Clone> DrfSorter<K> {
             .unwrap_or_default()
     }
 
-    /// All clients, the one furthest below its fair share first.
-    pub fn sort(&self, total: &Quantities) -> Vec<K> {
+    /// All clients, the one furthest below its fair share first (cached until something
+    /// changes the order).
+    pub fn sort(&mut self, total: &Quantities) -> &[K] {
+        if self.dirty {
+            self.sorted = self.sorted_now(total);
+            self.dirty = false;
+        }
+        &self.sorted
+    }
+
+    fn sorted_now(&self, total: &Quantities) -> Vec<K> {
         let mut keyed: Vec<(f64, u64, &K)> = self
             .clients
             .iter()
