@@ -36,6 +36,8 @@ pub mod filters;
 pub mod sorter;
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod simulation;
 #[cfg(test)]
 mod tests;

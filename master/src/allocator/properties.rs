@@ -1,0 +1,341 @@
+//! Property tests of the allocator: random sequences of agents, frameworks, roles,
+//! reservations, suppressions, declines, launches and task ends, checked after every step
+//! against a model of who holds what. Deterministic: proptest's seed is fixed per run by
+//! its configuration, and every failure shrinks to a minimal sequence.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use fleet_proto::ids::{AgentId, FrameworkId};
+use fleet_proto::resources::Resources;
+use proptest::prelude::*;
+
+use super::{Allocation, Allocator, AllocatorConfig};
+
+const ROLES: [&str; 3] = ["a", "b", "a/x"];
+const SHAPES: [&str; 4] = [
+    "cpus:4;mem:4096;ports:[31000-31010]",
+    "cpus:2;mem:2048;disk:100",
+    "cpus(a):2;mem(a):1024;cpus:2;mem:1024",
+    "cpus(b):1;mem(b):512;gpus:1;cpus:1;mem:512",
+];
+
+#[derive(Debug, Clone)]
+enum Op {
+    AddAgent {
+        agent: usize,
+        shape: usize,
+    },
+    RemoveAgent {
+        agent: usize,
+    },
+    DeactivateAgent {
+        agent: usize,
+    },
+    ActivateAgent {
+        agent: usize,
+    },
+    AddFramework {
+        framework: usize,
+        roles: Vec<usize>,
+    },
+    RemoveFramework {
+        framework: usize,
+    },
+    DeactivateFramework {
+        framework: usize,
+    },
+    ActivateFramework {
+        framework: usize,
+    },
+    Suppress {
+        framework: usize,
+        role: Option<usize>,
+    },
+    Revive {
+        framework: usize,
+    },
+    Allocate {
+        seconds: u64,
+    },
+    /// Answer the oldest outstanding offer: 0 decline, 1 launch a small task, 2 give all
+    /// back with no filter.
+    Answer {
+        how: u8,
+        refuse: u64,
+    },
+    /// End the oldest running task.
+    EndTask,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0..6usize, 0..SHAPES.len()).prop_map(|(agent, shape)| Op::AddAgent { agent, shape }),
+        1 => (0..6usize).prop_map(|agent| Op::RemoveAgent { agent }),
+        1 => (0..6usize).prop_map(|agent| Op::DeactivateAgent { agent }),
+        1 => (0..6usize).prop_map(|agent| Op::ActivateAgent { agent }),
+        3 => (0..4usize, proptest::collection::vec(0..ROLES.len(), 0..3))
+            .prop_map(|(framework, roles)| Op::AddFramework { framework, roles }),
+        1 => (0..4usize).prop_map(|framework| Op::RemoveFramework { framework }),
+        1 => (0..4usize).prop_map(|framework| Op::DeactivateFramework { framework }),
+        1 => (0..4usize).prop_map(|framework| Op::ActivateFramework { framework }),
+        1 => (0..4usize, proptest::option::of(0..ROLES.len()))
+            .prop_map(|(framework, role)| Op::Suppress { framework, role }),
+        1 => (0..4usize).prop_map(|framework| Op::Revive { framework }),
+        4 => (0..4u64).prop_map(|seconds| Op::Allocate { seconds }),
+        5 => (0..3u8, 0..10u64).prop_map(|(how, refuse)| Op::Answer { how, refuse }),
+        2 => Just(Op::EndTask),
+    ]
+}
+
+fn agent_id(i: usize) -> AgentId {
+    AgentId::from(format!("agent-{i}").as_str())
+}
+
+fn framework_id(i: usize) -> FrameworkId {
+    FrameworkId::from(format!("fw-{i}").as_str())
+}
+
+#[derive(Debug, Default, Clone)]
+struct FrameworkModel {
+    roles: Vec<String>,
+    suppressed: Vec<String>,
+    active: bool,
+}
+
+/// What the test believes: frameworks and their state, agents, and who holds what.
+#[derive(Debug, Default)]
+struct Model {
+    frameworks: BTreeMap<usize, FrameworkModel>,
+    agents: BTreeMap<usize, Resources>,
+    offers: Vec<Allocation>,
+    tasks: Vec<(FrameworkId, AgentId, Resources)>,
+}
+
+impl Model {
+    fn held_on(&self, agent: &AgentId) -> Resources {
+        let mut sum = Resources::new();
+        for o in self.offers.iter().filter(|o| o.agent_id == *agent) {
+            sum.add(&o.resources);
+        }
+        for (_, a, r) in self.tasks.iter().filter(|(_, a, _)| a == agent) {
+            let _ = a;
+            sum.add(r);
+        }
+        sum
+    }
+
+    fn forget_agent(&mut self, agent: &AgentId) {
+        self.offers.retain(|o| o.agent_id != *agent);
+        self.tasks.retain(|(_, a, _)| a != agent);
+    }
+
+    fn forget_framework(&mut self, framework: &FrameworkId) {
+        self.offers.retain(|o| o.framework_id != *framework);
+        self.tasks.retain(|(f, _, _)| f != framework);
+    }
+}
+
+fn check_offer(model: &Model, offer: &Allocation) -> Result<(), TestCaseError> {
+    let index = (0..4)
+        .find(|i| framework_id(*i) == offer.framework_id)
+        .ok_or_else(|| TestCaseError::fail(format!("offer to unknown {offer:?}")))?;
+    let fw = model
+        .frameworks
+        .get(&index)
+        .ok_or_else(|| TestCaseError::fail(format!("offer to a removed framework {offer:?}")))?;
+    prop_assert!(fw.active, "offer to an inactive framework: {offer:?}");
+    prop_assert!(
+        fw.roles.contains(&offer.role),
+        "offer for a role it has not: {offer:?}"
+    );
+    prop_assert!(
+        !fw.suppressed.contains(&offer.role),
+        "offer to a framework suppressed in the role: {offer:?}"
+    );
+    prop_assert_eq!(
+        offer.resources.allocatable_to(&offer.role),
+        offer.resources.clone(),
+        "resources reserved for another role reached role {}",
+        offer.role
+    );
+    prop_assert!(!offer.resources.is_empty());
+    Ok(())
+}
+
+/// Runs one sequence; returns how many offers it saw, and how many of them carried
+/// reserved resources.
+fn run(ops: Vec<Op>) -> Result<(usize, usize), TestCaseError> {
+    let mut offers_seen = 0;
+    let mut reserved_seen = 0;
+    let base = Instant::now();
+    let mut now = base;
+    let mut a = Allocator::new(AllocatorConfig::default());
+    let mut m = Model::default();
+    let task =
+        Resources::parse("cpus:0.5;mem:128").map_err(|e| TestCaseError::fail(e.to_string()))?;
+    for op in ops {
+        match op {
+            Op::AddAgent { agent, shape } => {
+                if m.agents.contains_key(&agent) {
+                    continue;
+                }
+                let total = Resources::parse(SHAPES[shape])
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                a.add_agent(agent_id(agent), total.clone(), vec![])
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                m.agents.insert(agent, total);
+            }
+            Op::RemoveAgent { agent } => {
+                a.remove_agent(&agent_id(agent));
+                m.agents.remove(&agent);
+                m.forget_agent(&agent_id(agent));
+            }
+            Op::DeactivateAgent { agent } => a.deactivate_agent(&agent_id(agent)),
+            Op::ActivateAgent { agent } => a.activate_agent(&agent_id(agent)),
+            Op::AddFramework { framework, roles } => {
+                if m.frameworks.contains_key(&framework) {
+                    continue;
+                }
+                let mut names: Vec<String> = roles.iter().map(|r| ROLES[*r].to_owned()).collect();
+                names.dedup();
+                a.add_framework(framework_id(framework), names.clone(), vec![]);
+                if names.is_empty() {
+                    names.push(super::DEFAULT_ROLE.to_owned());
+                }
+                m.frameworks.insert(
+                    framework,
+                    FrameworkModel {
+                        roles: names,
+                        suppressed: Vec::new(),
+                        active: true,
+                    },
+                );
+            }
+            Op::RemoveFramework { framework } => {
+                a.remove_framework(&framework_id(framework));
+                m.frameworks.remove(&framework);
+                m.forget_framework(&framework_id(framework));
+            }
+            Op::DeactivateFramework { framework } => {
+                a.deactivate_framework(&framework_id(framework));
+                if let Some(fw) = m.frameworks.get_mut(&framework) {
+                    fw.active = false;
+                }
+            }
+            Op::ActivateFramework { framework } => {
+                a.activate_framework(&framework_id(framework));
+                if let Some(fw) = m.frameworks.get_mut(&framework) {
+                    fw.active = true;
+                }
+            }
+            Op::Suppress { framework, role } => {
+                let Some(fw) = m.frameworks.get_mut(&framework) else {
+                    continue;
+                };
+                let chosen: Vec<String> = match role {
+                    Some(r) => vec![ROLES[r].to_owned()],
+                    None => fw.roles.clone(),
+                };
+                a.suppress(&framework_id(framework), role.map(|_| chosen.as_slice()));
+                for r in chosen {
+                    if fw.roles.contains(&r) && !fw.suppressed.contains(&r) {
+                        fw.suppressed.push(r);
+                    }
+                }
+            }
+            Op::Revive { framework } => {
+                a.revive(&framework_id(framework), None);
+                if let Some(fw) = m.frameworks.get_mut(&framework) {
+                    fw.suppressed.clear();
+                }
+            }
+            Op::Allocate { seconds } => {
+                now += Duration::from_secs(seconds);
+                for offer in a.allocate(now) {
+                    check_offer(&m, &offer)?;
+                    offers_seen += 1;
+                    if offer.resources.unreserved() != offer.resources {
+                        reserved_seen += 1;
+                    }
+                    m.offers.push(offer);
+                }
+            }
+            Op::Answer { how, refuse } => {
+                if m.offers.is_empty() {
+                    continue;
+                }
+                let offer = m.offers.remove(0);
+                let keep = if how == 1 && offer.resources.contains(&task) {
+                    task.clone()
+                } else {
+                    Resources::new()
+                };
+                if how == 0 {
+                    a.decline(
+                        &offer.framework_id,
+                        &offer.agent_id,
+                        &offer.resources,
+                        Some(Duration::from_secs(refuse)),
+                        now,
+                    );
+                }
+                let rest = offer.resources.checked_sub(&keep).unwrap_or_default();
+                a.recover(&offer.framework_id, &offer.agent_id, &rest)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                if !keep.is_empty() {
+                    m.tasks.push((offer.framework_id, offer.agent_id, keep));
+                }
+            }
+            Op::EndTask => {
+                if m.tasks.is_empty() {
+                    continue;
+                }
+                let (framework, agent, resources) = m.tasks.remove(0);
+                a.recover(&framework, &agent, &resources)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            }
+        }
+        // No agent is ever offered or allocated more than it has, and the allocator holds
+        // on each agent exactly what the frameworks hold there.
+        a.check_invariants()
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        for (i, total) in &m.agents {
+            let id = agent_id(*i);
+            let held = m.held_on(&id);
+            prop_assert!(total.contains(&held), "agent {id}: holds {held} of {total}");
+            prop_assert_eq!(
+                a.allocated_on(&id).cloned(),
+                Some(held.clone()),
+                "agent {}",
+                id
+            );
+        }
+    }
+    Ok((offers_seen, reserved_seen))
+}
+
+#[test]
+fn offers_respect_totals_roles_reservations_and_suppression() {
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 256,
+        ..ProptestConfig::default()
+    });
+    let offers = std::cell::Cell::new((0usize, 0usize));
+    let result = runner.run(&proptest::collection::vec(op(), 1..120), |ops| {
+        let (seen, reserved) = run(ops)?;
+        let (all, with_reserved) = offers.get();
+        offers.set((all + seen, with_reserved + reserved));
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    // The sequences must exercise what they check.
+    let (all, with_reserved) = offers.get();
+    assert!(all > 1_000, "only {all} offers over all sequences");
+    assert!(
+        with_reserved > 50,
+        "only {with_reserved} offers with reserved resources"
+    );
+}
