@@ -19,6 +19,7 @@
 //! 1 is empty without quotas), no reservations beyond what the resources carry.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use fleet_master::allocator::sorter::Quantities;
@@ -33,11 +34,15 @@ struct Slave {
     total: Resources,
     allocated: Resources,
     activated: bool,
+    /// The resources of the last refusal on this agent, shared by the filters that refuse
+    /// the same (Mesos copies them into each filter; sharing keeps the per-filter work and
+    /// saves only memory, so large grids fit on a small machine).
+    last_refused: Option<Rc<Resources>>,
 }
 
 #[derive(Debug)]
 struct RefusedFilter {
-    resources: Resources,
+    resources: Rc<Resources>,
     expires: Instant,
 }
 
@@ -149,6 +154,7 @@ impl MesosDrf {
                 total,
                 allocated: Resources::new(),
                 activated: true,
+                last_refused: None,
             },
         );
     }
@@ -267,6 +273,17 @@ impl MesosDrf {
         let refuse = refuse
             .unwrap_or(self.config.default_refuse)
             .max(self.config.allocation_interval);
+        let Some(slave) = self.slaves.get_mut(agent.as_str()) else {
+            return;
+        };
+        let shared = match &slave.last_refused {
+            Some(last) if **last == *resources => last.clone(),
+            _ => {
+                let fresh = Rc::new(resources.clone());
+                slave.last_refused = Some(fresh.clone());
+                fresh
+            }
+        };
         let Some(fw) = self.frameworks.get_mut(framework.as_str()) else {
             return;
         };
@@ -277,7 +294,7 @@ impl MesosDrf {
             .entry(agent.to_string())
             .or_default()
             .push(RefusedFilter {
-                resources: resources.clone(),
+                resources: shared,
                 expires: now + refuse,
             });
     }

@@ -1,13 +1,18 @@
 //! One allocation cycle: for each agent, roles in DRF order, frameworks of the role in DRF
 //! order; the first framework that may take the agent's offerable resources gets them all.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
 use fleet_proto::ids::{AgentId, FrameworkId};
 use fleet_proto::resources::Resources;
 
+use super::filters::FrameworkSet;
 use super::{Allocation, Allocator};
+
+/// Per role, the numbers of the frameworks that may be offered resources in it this
+/// cycle (subscribed, connected, not suppressed there).
+type Eligible = HashMap<String, FrameworkSet>;
 
 impl Allocator {
     /// A full cycle over all active agents. The starting agent rotates from one cycle to the
@@ -34,8 +39,12 @@ impl Allocator {
         }
         self.cycles += 1;
         let mut allocations = Vec::new();
+        if ids.is_empty() {
+            return allocations;
+        }
+        let eligible = self.eligible();
         for id in &ids {
-            self.allocate_agent(id, now, &mut allocations);
+            self.allocate_agent(id, now, &eligible, &mut allocations);
         }
         allocations
     }
@@ -46,9 +55,10 @@ impl Allocator {
         self.expire_filters(now);
         let mut seen = BTreeSet::new();
         let mut allocations = Vec::new();
+        let eligible = self.eligible();
         for id in agents {
             if seen.insert(id) {
-                self.allocate_agent(id, now, &mut allocations);
+                self.allocate_agent(id, now, &eligible, &mut allocations);
             }
         }
         allocations
@@ -63,9 +73,30 @@ impl Allocator {
         }
     }
 
+    /// Who may be offered what this cycle, by role, as framework numbers.
+    fn eligible(&mut self) -> Eligible {
+        let mut eligible = Eligible::new();
+        for (id, fw) in &self.frameworks {
+            if !fw.active {
+                continue;
+            }
+            let number = self.filters.number(id);
+            for role in fw.roles.iter().filter(|r| !fw.suppressed.contains(*r)) {
+                eligible.entry(role.clone()).or_default().insert(number);
+            }
+        }
+        eligible
+    }
+
     /// Stage 2 of Mesos' cycle for one agent: every role, in DRF order. A quota stage would
     /// call the same loop first over roles below their guarantee.
-    fn allocate_agent(&mut self, id: &AgentId, now: Instant, out: &mut Vec<Allocation>) {
+    fn allocate_agent(
+        &mut self,
+        id: &AgentId,
+        now: Instant,
+        eligible: &Eligible,
+        out: &mut Vec<Allocation>,
+    ) {
         let Some(agent) = self.agents.get(id) else {
             return;
         };
@@ -83,6 +114,19 @@ impl Allocator {
         for role in roles {
             let offerable = available.allocatable_to(&role);
             if !self.allocatable(&offerable) {
+                continue;
+            }
+            // Skip the role without sorting anyone when every framework that may take
+            // something in it has refused all of this: one bitset test, not one filter
+            // lookup per framework.
+            let Some(candidates) = eligible.get(&role).filter(|c| !c.is_empty()) else {
+                continue;
+            };
+            if self
+                .filters
+                .refusing(id, &offerable, now)
+                .is_some_and(|refusing| candidates.is_subset(&refusing))
+            {
                 continue;
             }
             let Some(frameworks) = self.role_frameworks.get_mut(&role) else {

@@ -366,7 +366,7 @@ impl Allocator {
                 self.prune(id, role);
             }
         }
-        self.filters.clear_framework(id);
+        self.filters.forget_framework(id);
         self.epoch += 1;
     }
 
@@ -440,13 +440,10 @@ impl Allocator {
         if !self.frameworks.contains_key(framework) || !self.agents.contains_key(agent) {
             return;
         }
-        let duration = refusal_duration(
-            refuse,
-            self.config.default_refuse,
-            self.config.allocation_interval,
-        );
-        if let Some(expires) = duration.and_then(|d| now.checked_add(d)) {
-            self.filters.add(framework, agent, resources, expires);
+        let interval = self.config.allocation_interval;
+        if let Some(duration) = refusal_duration(refuse, self.config.default_refuse, interval) {
+            self.filters
+                .add(framework, agent, resources, now, duration, interval);
         }
     }
 
