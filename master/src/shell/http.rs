@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::sync::watch;
 
 use super::driver::Published;
@@ -45,6 +46,7 @@ pub(super) fn serve(
             .route("/health", get(health))
             .route("/state", get(state))
             .route("/metrics", get(metrics))
+            .route("/api/v1", post(operator).get(operator_get))
             .with_state(published);
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -72,6 +74,29 @@ async fn state(State(published): State<Snapshot>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// POST /api/v1: one operator call (see `operator.rs`).
+async fn operator(State(published): State<Snapshot>, body: Bytes) -> Response {
+    let snapshot = published.borrow().clone();
+    let answer = super::operator::answer(&body, &snapshot);
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match serde_json::to_vec_pretty(&answer.body) {
+        Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot serialize the answer: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn operator_get() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        "POST a call to /api/v1, e.g. {\"type\": \"GET_STATE\"}\n",
+    )
+        .into_response()
 }
 
 async fn metrics(State(published): State<Snapshot>) -> Response {

@@ -9,6 +9,7 @@
 mod driver;
 mod http;
 mod metrics;
+mod operator;
 mod quic;
 
 use std::net::SocketAddr;

@@ -1,0 +1,277 @@
+//! The operator API at `/api/v1`, in the JSON shapes of Mesos' v1 operator API: one POST
+//! per call, `{"type": "GET_STATE"}`, answered `{"type": "GET_STATE", "get_state": {...}}`.
+//! Read calls are answered from the last published snapshot, so a read never waits on
+//! allocation. Calls that change the cluster (quota, weights, reservations, drain,
+//! teardown) and the SUBSCRIBE event stream are not built yet: they get 501 and say so.
+//! A body that is not a call gets 400 naming what is wrong.
+
+use serde_json::{Value, json};
+
+use super::driver::Published;
+use crate::core::state::{AgentState, FrameworkState, TaskView};
+
+/// The read calls this master answers.
+pub const READ_CALLS: [&str; 8] = [
+    "GET_HEALTH",
+    "GET_VERSION",
+    "GET_STATE",
+    "GET_AGENTS",
+    "GET_FRAMEWORKS",
+    "GET_TASKS",
+    "GET_ROLES",
+    "GET_QUOTA",
+];
+
+/// Calls of Mesos' operator API this master knows but does not implement yet.
+pub const NOT_BUILT: [&str; 10] = [
+    "UPDATE_QUOTA",
+    "UPDATE_WEIGHTS",
+    "RESERVE_RESOURCES",
+    "UNRESERVE_RESOURCES",
+    "DRAIN_AGENT",
+    "DEACTIVATE_AGENT",
+    "REACTIVATE_AGENT",
+    "MARK_AGENT_GONE",
+    "TEARDOWN",
+    "SUBSCRIBE",
+];
+
+/// The answer to one call: an HTTP status and a JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+fn error(status: u16, message: String) -> Answer {
+    Answer {
+        status,
+        body: json!({ "error": message }),
+    }
+}
+
+fn id(value: impl std::fmt::Display) -> Value {
+    json!({ "value": value.to_string() })
+}
+
+fn agent(a: &AgentState) -> Value {
+    let mut allocated = a.used.clone();
+    allocated.add(&a.offered);
+    json!({
+        "agent_info": {
+            "id": id(&a.id),
+            "hostname": a.hostname,
+            "resources": a.total,
+        },
+        "active": a.active,
+        "pid": a.http_address,
+        "total_resources": a.total,
+        "allocated_resources": allocated,
+        "offered_resources": a.offered,
+    })
+}
+
+fn framework(f: &FrameworkState) -> Value {
+    json!({
+        "framework_info": {
+            "id": id(&f.id),
+            "name": f.name,
+            "user": f.user,
+            "roles": f.roles,
+            "failover_timeout": f.failover_timeout_ms as f64 / 1000.0,
+            "capabilities": if f.partition_aware {
+                json!([{ "type": "PARTITION_AWARE" }])
+            } else {
+                json!([])
+            },
+        },
+        "active": f.active,
+        "connected": f.active,
+        "recovered": f.recovered,
+        "allocated_resources": f.used,
+        "offered_resources": f.offered,
+    })
+}
+
+fn task(t: &TaskView) -> Value {
+    let mut status = json!({
+        "task_id": id(&t.id),
+        "state": t.state,
+        "agent_id": id(&t.agent_id),
+    });
+    if let Some(reason) = t.reason {
+        status["reason"] = json!(reason);
+    }
+    if !t.message.is_empty() {
+        status["message"] = json!(t.message);
+    }
+    json!({
+        "name": t.name,
+        "task_id": id(&t.id),
+        "framework_id": id(&t.framework_id),
+        "agent_id": id(&t.agent_id),
+        "state": t.state,
+        "resources": t.resources,
+        "statuses": [status],
+    })
+}
+
+fn get_agents(p: &Published) -> Value {
+    json!({
+        "agents": p.state.agents.iter().map(agent).collect::<Vec<_>>(),
+        "recovered_agents": p.state.recovered_agents.iter()
+            .map(|a| json!({ "id": id(a) }))
+            .collect::<Vec<_>>(),
+    })
+}
+
+fn get_frameworks(p: &Published) -> Value {
+    json!({
+        "frameworks": p.state.frameworks.iter().map(framework).collect::<Vec<_>>(),
+        "completed_frameworks": p.state.completed_frameworks.iter().map(framework)
+            .collect::<Vec<_>>(),
+    })
+}
+
+fn get_tasks(p: &Published) -> Value {
+    json!({
+        "tasks": p.state.tasks.iter().map(task).collect::<Vec<_>>(),
+        "completed_tasks": p.state.completed_tasks.iter().map(task).collect::<Vec<_>>(),
+    })
+}
+
+fn get_roles(p: &Published) -> Value {
+    let roles: Vec<Value> = p
+        .state
+        .shares
+        .roles
+        .iter()
+        .map(|(name, share)| {
+            json!({
+                "name": name,
+                "weight": share.weight,
+                "frameworks": share.frameworks.keys().map(id).collect::<Vec<_>>(),
+                "share": share.share,
+            })
+        })
+        .collect();
+    json!({ "roles": roles })
+}
+
+/// Answers the call in `body` (the request's bytes) from the snapshot `p`.
+pub fn answer(body: &[u8], p: &Published) -> Answer {
+    let call: Value = match serde_json::from_slice(body) {
+        Ok(call) => call,
+        Err(e) => return error(400, format!("the body is not a JSON call: {e}")),
+    };
+    let Some(kind) = call.get("type").and_then(Value::as_str) else {
+        return error(
+            400,
+            format!("the call has no string field \"type\" (one of {READ_CALLS:?}): {call}"),
+        );
+    };
+    let (field, value) = match kind {
+        "GET_HEALTH" => ("get_health", json!({ "healthy": true })),
+        "GET_VERSION" => (
+            "get_version",
+            json!({ "version_info": { "version": env!("CARGO_PKG_VERSION") } }),
+        ),
+        "GET_AGENTS" => ("get_agents", get_agents(p)),
+        "GET_FRAMEWORKS" => ("get_frameworks", get_frameworks(p)),
+        "GET_TASKS" => ("get_tasks", get_tasks(p)),
+        "GET_ROLES" => ("get_roles", get_roles(p)),
+        // No quota can be set on this master yet, so there is none to report.
+        "GET_QUOTA" => ("get_quota", json!({ "status": { "infos": [] } })),
+        "GET_STATE" => (
+            "get_state",
+            json!({
+                "get_tasks": get_tasks(p),
+                "get_executors": { "executors": [] },
+                "get_frameworks": get_frameworks(p),
+                "get_agents": get_agents(p),
+            }),
+        ),
+        other if NOT_BUILT.contains(&other) => {
+            return error(
+                501,
+                format!("{other} is not implemented by this master yet"),
+            );
+        }
+        other => {
+            return error(
+                400,
+                format!(
+                    "unknown call type {other:?}; this master answers {READ_CALLS:?} \
+                     (and knows {NOT_BUILT:?}, not built yet)"
+                ),
+            );
+        }
+    };
+    let mut body = json!({ "type": kind });
+    body[field] = value;
+    Answer { status: 200, body }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty() -> Published {
+        let master = crate::core::Master::new(
+            crate::core::MasterConfig::default(),
+            Box::new(crate::registry::InMemoryRegistry::default()),
+        );
+        Published::new(
+            master.state(),
+            "127.0.0.1:5050".parse().unwrap(),
+            "127.0.0.1:5050".parse().unwrap(),
+        )
+    }
+
+    #[test]
+    fn read_calls_answer_in_mesos_shapes() {
+        let p = empty();
+        let a = answer(br#"{"type": "GET_HEALTH"}"#, &p);
+        assert_eq!(a.status, 200);
+        assert_eq!(
+            a.body,
+            json!({"type": "GET_HEALTH", "get_health": {"healthy": true}})
+        );
+        let a = answer(br#"{"type": "GET_STATE"}"#, &p);
+        assert_eq!(a.status, 200);
+        for key in ["get_tasks", "get_executors", "get_frameworks", "get_agents"] {
+            assert!(
+                a.body["get_state"].get(key).is_some(),
+                "{key} missing: {}",
+                a.body
+            );
+        }
+        for call in READ_CALLS {
+            let a = answer(format!(r#"{{"type": "{call}"}}"#).as_bytes(), &p);
+            assert_eq!(a.status, 200, "{call}: {}", a.body);
+            assert_eq!(a.body["type"], call);
+        }
+    }
+
+    #[test]
+    fn bad_calls_are_refused_naming_the_problem() {
+        let p = empty();
+        let a = answer(b"{not json", &p);
+        assert_eq!(a.status, 400);
+        assert!(
+            a.body["error"]
+                .as_str()
+                .unwrap()
+                .contains("not a JSON call")
+        );
+        let a = answer(br#"{"kind": "GET_STATE"}"#, &p);
+        assert_eq!(a.status, 400);
+        assert!(a.body["error"].as_str().unwrap().contains("\"type\""));
+        let a = answer(br#"{"type": "GET_EVERYTHING"}"#, &p);
+        assert_eq!(a.status, 400);
+        assert!(a.body["error"].as_str().unwrap().contains("GET_EVERYTHING"));
+        let a = answer(br#"{"type": "UPDATE_QUOTA"}"#, &p);
+        assert_eq!(a.status, 501);
+        assert!(a.body["error"].as_str().unwrap().contains("UPDATE_QUOTA"));
+    }
+}
