@@ -89,9 +89,9 @@ fn malformed_unknown_and_unbuilt_calls_are_refused_clearly() -> Result<()> {
     let (status, body) = request(port, "POST", r#"{"type": "GET_EVERYTHING"}"#)?;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("GET_EVERYTHING"), "{body}");
-    let (status, body) = request(port, "POST", r#"{"type": "UPDATE_WEIGHTS"}"#)?;
+    let (status, body) = request(port, "POST", r#"{"type": "UPDATE_QUOTA"}"#)?;
     assert_eq!(status, 501, "{body}");
-    assert!(body.contains("UPDATE_WEIGHTS"), "{body}");
+    assert!(body.contains("UPDATE_QUOTA"), "{body}");
     let (status, body) = request(port, "GET", "")?;
     assert_eq!(status, 405, "{body}");
     Ok(())

@@ -11,6 +11,7 @@ mod agents;
 mod frameworks;
 mod launch;
 mod offers;
+mod operator;
 mod records;
 pub mod state;
 mod tasks;

@@ -28,6 +28,18 @@ pub(super) enum ShellEvent {
         conn: ConnId,
         body: AlignedVec,
     },
+    /// An operator call from the HTTP API that changes the cluster; the outcome goes back
+    /// on `reply`.
+    Operator {
+        call: OperatorChange,
+        reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// Operator calls that change the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum OperatorChange {
+    UpdateWeights(Vec<(String, f64)>),
 }
 
 /// From the driver to one session's writer.
@@ -135,6 +147,12 @@ fn handle(
                 return;
             }
             master.handle(input, now, out);
+        }
+        ShellEvent::Operator { call, reply } => {
+            let result = match call {
+                OperatorChange::UpdateWeights(weights) => master.update_weights(&weights),
+            };
+            let _ = reply.send(result);
         }
         ShellEvent::Report { conn, body } => {
             // SAFETY: the session validated this exact buffer with `frame::access::<Report>`

@@ -11,13 +11,25 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::watch;
 
-use super::driver::Published;
+use super::driver::{Published, ShellEvent};
+use super::operator::{self, Call};
 
 type Snapshot = watch::Receiver<Arc<Published>>;
+
+/// What the handlers share: the last snapshot, and the way to the core for changes.
+#[derive(Clone)]
+struct App {
+    published: Snapshot,
+    events: tokio::sync::mpsc::UnboundedSender<ShellEvent>,
+}
+
+/// How long an operator change may wait for the core before the caller is told so.
+const CHANGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub(super) fn serve(
     listener: std::net::TcpListener,
     published: Snapshot,
+    events: tokio::sync::mpsc::UnboundedSender<ShellEvent>,
     mut stop: watch::Receiver<bool>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -47,7 +59,7 @@ pub(super) fn serve(
             .route("/state", get(state))
             .route("/metrics", get(metrics))
             .route("/api/v1", post(operator).get(operator_get))
-            .with_state(published);
+            .with_state(App { published, events });
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
@@ -64,8 +76,8 @@ async fn health() -> &'static str {
     "OK\n"
 }
 
-async fn state(State(published): State<Snapshot>) -> Response {
-    let snapshot = published.borrow().clone();
+async fn state(State(app): State<App>) -> Response {
+    let snapshot = app.published.borrow().clone();
     match serde_json::to_vec_pretty(&*snapshot) {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => (
@@ -77,9 +89,33 @@ async fn state(State(published): State<Snapshot>) -> Response {
 }
 
 /// POST /api/v1: one operator call (see `operator.rs`).
-async fn operator(State(published): State<Snapshot>, body: Bytes) -> Response {
-    let snapshot = published.borrow().clone();
-    let answer = super::operator::answer(&body, &snapshot);
+async fn operator(State(app): State<App>, body: Bytes) -> Response {
+    let answer = match operator::parse(&body) {
+        Err(refused) => refused,
+        Ok(Call::Read(kind)) => {
+            let snapshot = app.published.borrow().clone();
+            operator::read(&kind, &snapshot)
+        }
+        Ok(Call::Change(kind, call)) => {
+            let (reply, result) = tokio::sync::oneshot::channel();
+            let result = if app
+                .events
+                .send(ShellEvent::Operator { call, reply })
+                .is_err()
+            {
+                Err("the master is shutting down".to_owned())
+            } else {
+                match tokio::time::timeout(CHANGE_TIMEOUT, result).await {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(_)) => Err("the master dropped the call".to_owned()),
+                    Err(_) => Err(format!(
+                        "no answer from the master within {CHANGE_TIMEOUT:?}"
+                    )),
+                }
+            };
+            operator::changed(kind, result)
+        }
+    };
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match serde_json::to_vec_pretty(&answer.body) {
         Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
@@ -99,8 +135,8 @@ async fn operator_get() -> Response {
         .into_response()
 }
 
-async fn metrics(State(published): State<Snapshot>) -> Response {
-    let snapshot = published.borrow().clone();
+async fn metrics(State(app): State<App>) -> Response {
+    let snapshot = app.published.borrow().clone();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         super::metrics::render(&snapshot.state),

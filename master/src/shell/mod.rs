@@ -132,6 +132,7 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
         http_addr,
     )));
     let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let http_events = events_tx.clone();
 
     let shard_stop = stop_rx.clone();
     let shard = std::thread::Builder::new()
@@ -174,7 +175,7 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
     let http_stop = stop_rx;
     let http = std::thread::Builder::new()
         .name("fleet-http".into())
-        .spawn(move || http::serve(tcp, http_published, http_stop))
+        .spawn(move || http::serve(tcp, http_published, http_events, http_stop))
         .map_err(|e| ServerError::Thread("http", e))?;
     tracing::info!("master HTTP on http://{http_addr}");
 

@@ -1,13 +1,14 @@
 //! The operator API at `/api/v1`, in the JSON shapes of Mesos' v1 operator API: one POST
 //! per call, `{"type": "GET_STATE"}`, answered `{"type": "GET_STATE", "get_state": {...}}`.
 //! Read calls are answered from the last published snapshot, so a read never waits on
-//! allocation. Calls that change the cluster (quota, weights, reservations, drain,
-//! teardown) and the SUBSCRIBE event stream are not built yet: they get 501 and say so.
-//! A body that is not a call gets 400 naming what is wrong.
+//! allocation. UPDATE_WEIGHTS goes to the core through the driver. The other calls that
+//! change the cluster (quota, reservations, drain, teardown) and the SUBSCRIBE event
+//! stream are not built yet: they get 501 and say so. A body that is not a call gets 400
+//! naming what is wrong.
 
 use serde_json::{Value, json};
 
-use super::driver::Published;
+use super::driver::{OperatorChange, Published};
 use crate::core::state::{AgentState, FrameworkState, TaskView};
 
 /// The read calls this master answers.
@@ -22,10 +23,12 @@ pub const READ_CALLS: [&str; 8] = [
     "GET_QUOTA",
 ];
 
+/// Calls that change the cluster, applied by the core.
+pub const CHANGE_CALLS: [&str; 1] = ["UPDATE_WEIGHTS"];
+
 /// Calls of Mesos' operator API this master knows but does not implement yet.
-pub const NOT_BUILT: [&str; 10] = [
+pub const NOT_BUILT: [&str; 9] = [
     "UPDATE_QUOTA",
-    "UPDATE_WEIGHTS",
     "RESERVE_RESOURCES",
     "UNRESERVE_RESOURCES",
     "DRAIN_AGENT",
@@ -158,18 +161,93 @@ fn get_roles(p: &Published) -> Value {
     json!({ "roles": roles })
 }
 
-/// Answers the call in `body` (the request's bytes) from the snapshot `p`.
-pub fn answer(body: &[u8], p: &Published) -> Answer {
-    let call: Value = match serde_json::from_slice(body) {
-        Ok(call) => call,
-        Err(e) => return error(400, format!("the body is not a JSON call: {e}")),
-    };
+/// A call, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Call {
+    /// A read call, answered from the snapshot by [`read`].
+    Read(String),
+    /// A change for the core; answered `{"type": kind}` once applied.
+    Change(&'static str, OperatorChange),
+}
+
+/// UPDATE_WEIGHTS' body: `{"update_weights": {"weight_infos": [{"role": R, "weight": W}]}}`.
+fn weights(call: &Value) -> Result<Vec<(String, f64)>, String> {
+    let infos = call
+        .pointer("/update_weights/weight_infos")
+        .and_then(Value::as_array)
+        .ok_or("UPDATE_WEIGHTS needs \"update_weights\": {\"weight_infos\": [...]}")?;
+    infos
+        .iter()
+        .map(|info| {
+            let role = info.get("role").and_then(Value::as_str);
+            let weight = info.get("weight").and_then(Value::as_f64);
+            match (role, weight) {
+                (Some(role), Some(weight)) => Ok((role.to_owned(), weight)),
+                _ => Err(format!(
+                    "each weight_info needs a string \"role\" and a number \"weight\": {info}"
+                )),
+            }
+        })
+        .collect()
+}
+
+/// Parses the call in `body` (the request's bytes); a refusal comes as the answer to send.
+pub fn parse(body: &[u8]) -> Result<Call, Answer> {
+    let call: Value = serde_json::from_slice(body)
+        .map_err(|e| error(400, format!("the body is not a JSON call: {e}")))?;
     let Some(kind) = call.get("type").and_then(Value::as_str) else {
-        return error(
+        return Err(error(
             400,
             format!("the call has no string field \"type\" (one of {READ_CALLS:?}): {call}"),
-        );
+        ));
     };
+    if READ_CALLS.contains(&kind) {
+        return Ok(Call::Read(kind.to_owned()));
+    }
+    if kind == CHANGE_CALLS[0] {
+        return weights(&call)
+            .map(|w| Call::Change(CHANGE_CALLS[0], OperatorChange::UpdateWeights(w)))
+            .map_err(|e| error(400, e));
+    }
+    if NOT_BUILT.contains(&kind) {
+        return Err(error(
+            501,
+            format!("{kind} is not implemented by this master yet"),
+        ));
+    }
+    Err(error(
+        400,
+        format!(
+            "unknown call type {kind:?}; this master answers {READ_CALLS:?} and \
+             {CHANGE_CALLS:?} (and knows {NOT_BUILT:?}, not built yet)"
+        ),
+    ))
+}
+
+/// The answer to a change the core applied (`Ok`) or refused (`Err`, 400 with why).
+pub fn changed(kind: &str, result: Result<(), String>) -> Answer {
+    match result {
+        Ok(()) => Answer {
+            status: 200,
+            body: json!({ "type": kind }),
+        },
+        Err(e) => error(400, e),
+    }
+}
+
+/// Answers a read call in `body` from the snapshot `p` (a change is refused: the HTTP
+/// handler routes those to the core).
+#[cfg(test)]
+fn answer(body: &[u8], p: &Published) -> Answer {
+    match parse(body) {
+        Ok(Call::Read(kind)) => read(&kind, p),
+        Ok(Call::Change(kind, _)) => error(500, format!("{kind} must go to the core")),
+        Err(refused) => refused,
+    }
+}
+
+/// Answers the read call `kind` from the snapshot `p`.
+pub fn read(kind: &str, p: &Published) -> Answer {
     let (field, value) = match kind {
         "GET_HEALTH" => ("get_health", json!({ "healthy": true })),
         "GET_VERSION" => (
@@ -191,21 +269,7 @@ pub fn answer(body: &[u8], p: &Published) -> Answer {
                 "get_agents": get_agents(p),
             }),
         ),
-        other if NOT_BUILT.contains(&other) => {
-            return error(
-                501,
-                format!("{other} is not implemented by this master yet"),
-            );
-        }
-        other => {
-            return error(
-                400,
-                format!(
-                    "unknown call type {other:?}; this master answers {READ_CALLS:?} \
-                     (and knows {NOT_BUILT:?}, not built yet)"
-                ),
-            );
-        }
+        other => return error(400, format!("unknown read call {other:?}")),
     };
     let mut body = json!({ "type": kind });
     body[field] = value;
@@ -273,5 +337,31 @@ mod tests {
         let a = answer(br#"{"type": "UPDATE_QUOTA"}"#, &p);
         assert_eq!(a.status, 501);
         assert!(a.body["error"].as_str().unwrap().contains("UPDATE_QUOTA"));
+        let bad = parse(br#"{"type": "UPDATE_WEIGHTS", "update_weights": {}}"#).unwrap_err();
+        assert_eq!(bad.status, 400);
+        assert!(bad.body["error"].as_str().unwrap().contains("weight_infos"));
+        let bad = parse(
+            br#"{"type": "UPDATE_WEIGHTS", "update_weights": {"weight_infos": [{"role": "a"}]}}"#,
+        )
+        .unwrap_err();
+        assert!(bad.body["error"].as_str().unwrap().contains("\"weight\""));
+    }
+
+    #[test]
+    fn update_weights_parses_mesos_weight_infos() {
+        let call = parse(
+            br#"{"type": "UPDATE_WEIGHTS", "update_weights": {"weight_infos": [
+                {"role": "light", "weight": 1}, {"role": "heavy", "weight": 3.0}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            call,
+            Call::Change(
+                "UPDATE_WEIGHTS",
+                OperatorChange::UpdateWeights(vec![("light".into(), 1.0), ("heavy".into(), 3.0)])
+            )
+        );
+        assert_eq!(changed("UPDATE_WEIGHTS", Ok(())).status, 200);
+        assert_eq!(changed("UPDATE_WEIGHTS", Err("no".into())).status, 400);
     }
 }

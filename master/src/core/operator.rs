@@ -1,0 +1,45 @@
+//! Operator calls that change the cluster, applied by the core: first to the registry (so
+//! they survive a master restart once the registry is durable), then to the allocator.
+
+use crate::registry::RegistryOp;
+
+use super::Master;
+
+impl Master {
+    /// Sets role weights (UPDATE_WEIGHTS). All are checked before any is applied: a weight
+    /// must be finite and > 0, a role a non-empty name without whitespace. Takes effect at
+    /// the next allocation, which runs over every agent.
+    pub fn update_weights(&mut self, weights: &[(String, f64)]) -> Result<(), String> {
+        if weights.is_empty() {
+            return Err("no weight given".into());
+        }
+        for (role, weight) in weights {
+            if role.is_empty() || role.chars().any(char::is_whitespace) || role == "*" {
+                return Err(format!(
+                    "invalid role {role:?}: a role is a non-empty name without whitespace, not '*'"
+                ));
+            }
+            if !weight.is_finite() || *weight <= 0.0 {
+                return Err(format!(
+                    "invalid weight {weight} for role '{role}': a weight must be a finite number > 0"
+                ));
+            }
+        }
+        for (role, weight) in weights {
+            let op = RegistryOp::SetWeight {
+                role: role.clone(),
+                weight: *weight,
+            };
+            let what = op.describe();
+            self.registry
+                .apply(op)
+                .map_err(|e| format!("the registry refused to {what}: {e}"))?;
+            self.allocator
+                .set_weight(role, *weight)
+                .map_err(|e| e.to_string())?;
+            tracing::info!(role, weight, "weight set");
+        }
+        self.allocate_all = true;
+        Ok(())
+    }
+}

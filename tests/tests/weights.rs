@@ -1,0 +1,156 @@
+//! Role weights set through the operator API (UPDATE_WEIGHTS) decide how one agent is
+//! shared: two frameworks that both want everything, in roles weighted 1 and 3, end up
+//! holding resources in about that proportion.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use fleet_client::SchedulerClient;
+use fleet_proto::messages::scheduler::{Event, Filters, Operation};
+use fleet_proto::resources::Resources;
+use fleet_tests::{Dev, sdk};
+
+const RUN_FOR: Duration = Duration::from_secs(12);
+/// Samples taken after this long count (the first offers go to whoever asks first).
+const WARM_UP: Duration = Duration::from_secs(4);
+const PER_TASK: &str = "cpus:0.25;mem:32";
+
+fn post(port: u16, body: &str) -> Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "POST /api/v1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no status in {response:?}"))?;
+    Ok((status, response))
+}
+
+/// A framework in `role` that launches as many `sleep 1` tasks as every offer holds and
+/// counts how many it has running in `running`.
+async fn framework(
+    endpoint: fleet_client::MasterEndpoint,
+    name: &'static str,
+    role: &'static str,
+    running: Arc<AtomicUsize>,
+) -> Result<usize> {
+    let mut info = sdk::framework(name);
+    info.roles = vec![role.to_owned()];
+    let (client, mut events) = SchedulerClient::connect(endpoint, info).await?;
+    let per_task = Resources::parse(PER_TASK)?;
+    let quick = Some(Filters {
+        refuse_seconds: 0.1,
+    });
+    let mut live: HashSet<String> = HashSet::new();
+    let mut launched = 0;
+    let deadline = tokio::time::Instant::now() + RUN_FOR;
+    while tokio::time::Instant::now() < deadline {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Ok(event) = sdk::next_event(&mut events, left).await else {
+            break;
+        };
+        match event {
+            Event::Offers { offers } => {
+                for offer in offers {
+                    let mut rest = offer.resources.clone();
+                    let mut tasks = Vec::new();
+                    while rest.contains(&per_task) {
+                        rest.subtract(&per_task);
+                        let id = format!("{name}-{launched}");
+                        launched += 1;
+                        tasks.push(sdk::task(&offer.agent_id, &id, PER_TASK, &["sleep", "1"])?);
+                        live.insert(id);
+                    }
+                    client
+                        .accept(vec![offer.id], vec![Operation::Launch { tasks }], quick)
+                        .await?;
+                    running.store(live.len(), Ordering::SeqCst);
+                }
+            }
+            Event::Update { status } => {
+                client.acknowledge(&status).await?;
+                if status.state.is_terminal() {
+                    live.remove(status.task_id.as_str());
+                    running.store(live.len(), Ordering::SeqCst);
+                }
+            }
+            _ => {}
+        }
+    }
+    client.teardown().await?;
+    Ok(launched)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_weighted_one_and_three_share_an_agent_one_to_three() -> Result<()> {
+    let mut dev = Dev::start(&["--resources", "cpus:4;mem:4096"])?;
+    let (status, body) = post(
+        dev.port,
+        r#"{"type": "UPDATE_WEIGHTS", "update_weights": {"weight_infos": [
+            {"role": "light", "weight": 1}, {"role": "heavy", "weight": 3}]}}"#,
+    )?;
+    if status != 200 {
+        bail!("UPDATE_WEIGHTS: HTTP {status}: {body}");
+    }
+    let (status, body) = post(
+        dev.port,
+        r#"{"type": "UPDATE_WEIGHTS", "update_weights": {"weight_infos": [{"role": "x", "weight": -1}]}}"#,
+    )?;
+    assert_eq!(status, 400, "a negative weight was accepted: {body}");
+    assert!(body.contains("weight -1"), "{body}");
+
+    let endpoint = dev.endpoint()?;
+    let (light, heavy) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let a = tokio::spawn(framework(
+        endpoint.clone(),
+        "w-light",
+        "light",
+        light.clone(),
+    ));
+    let b = tokio::spawn(framework(endpoint, "w-heavy", "heavy", heavy.clone()));
+    // Sample who holds how many tasks, every 100 ms after the warm-up.
+    tokio::time::sleep(WARM_UP).await;
+    let (mut sum_light, mut sum_heavy) = (0usize, 0usize);
+    let sampling = RUN_FOR - WARM_UP - Duration::from_secs(1);
+    let samples = (sampling.as_millis() / 100) as usize;
+    for _ in 0..samples {
+        sum_light += light.load(Ordering::SeqCst);
+        sum_heavy += heavy.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (a, b) = (a.await?, b.await?);
+    let log = dev.log();
+    let (launched_light, launched_heavy) = (
+        a.with_context(|| log.clone())?,
+        b.with_context(|| log.clone())?,
+    );
+    let ratio = sum_heavy as f64 / sum_light.max(1) as f64;
+    eprintln!(
+        "running tasks, mean over {samples} samples: light {:.1}, heavy {:.1} (ratio {ratio:.2}); \
+         launched: light {launched_light}, heavy {launched_heavy}",
+        sum_light as f64 / samples as f64,
+        sum_heavy as f64 / samples as f64
+    );
+    assert!(sum_light > 0, "the light role got nothing\n{log}");
+    // Offers are coarse (whoever is furthest below its share gets all that is free on the
+    // agent), so with tasks ending every second the lighter role often holds one slot
+    // more than its exact share: 2.5-2.7 was measured for the ideal 3.
+    assert!(
+        (2.0..=4.0).contains(&ratio),
+        "held resources heavy/light = {ratio:.2}, expected about 3\n{log}"
+    );
+    Ok(())
+}
