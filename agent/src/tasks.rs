@@ -32,6 +32,10 @@ pub enum Action {
     Send(StatusUpdate),
 }
 
+/// The most processes and threads one task may hold (its cgroup's pids limit): a fork
+/// bomb stops there instead of exhausting the host's pid space.
+pub const TASK_PIDS_MAX: u64 = 4096;
+
 struct Entry {
     framework: AgentFramework,
     task: TaskInfo,
@@ -128,7 +132,7 @@ impl Tasks {
             limits: Limits {
                 cpus_milli: task.resources.cpus().milli().max(1) as u64,
                 mem_bytes: (task.resources.mem_mb().milli().max(0) as u64) * 1024 * 1024 / 1000,
-                pids_max: None,
+                pids_max: Some(TASK_PIDS_MAX),
             },
             isolation: Isolation {
                 ports: task

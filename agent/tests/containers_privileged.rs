@@ -458,3 +458,73 @@ async fn shutdown_kills_every_container() {
         assert!(!dir.exists(), "root cgroup {} left behind", dir.display());
     }
 }
+
+#[tokio::test]
+async fn a_fork_bomb_stays_inside_its_pids_limit() {
+    let mut pool = start("forkbomb", ExecutorsConfig::default());
+    let limits = Limits {
+        pids_max: Some(40),
+        ..Limits::default()
+    };
+    // Each copy forks two more and stays; forks past the limit fail (EAGAIN).
+    let spec = pool.spec(
+        "forkbomb",
+        "b() { b & b & sleep 3; }; b 2>/dev/null",
+        limits,
+    );
+    pool.executors.launch(spec).unwrap();
+    pool.started("forkbomb").await;
+    let current = format!("/sys/fs/cgroup/pids/{}/forkbomb/pids.current", pool.root);
+    let mut highest = 0u64;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now: u64 = std::fs::read_to_string(&current)
+            .unwrap_or_else(|e| panic!("{current}: {e}"))
+            .trim()
+            .parse()
+            .unwrap();
+        highest = highest.max(now);
+    }
+    assert!(highest > 10, "the bomb never grew ({highest} tasks)");
+    assert!(highest <= 40, "{highest} tasks in a cgroup limited to 40");
+    pool.executors
+        .kill("forkbomb", Duration::from_millis(100))
+        .unwrap();
+    let (_, killed) = pool.exited("forkbomb").await;
+    assert!(killed);
+    pool.assert_cgroups_gone("forkbomb");
+    pool.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_task_sees_only_its_own_processes_and_read_only_cgroups() {
+    let mut pool = start("pidns", ExecutorsConfig::default());
+    let agent = std::process::id();
+    let script = format!(
+        "echo self=$$; ls /proc | grep -c '^[0-9]'; kill -0 {agent} 2>/dev/null; \
+         echo signal=$?; mkdir /sys/fs/cgroup/pids/escape 2>/dev/null; echo mkdir=$?"
+    );
+    let spec = pool.spec("pidns", &script, Limits::default());
+    let sandbox = spec.sandbox.clone();
+    pool.executors.launch(spec).unwrap();
+    pool.started("pidns").await;
+    let (termination, _) = pool.exited("pidns").await;
+    assert_eq!(termination.exit_code, Some(0));
+    let out = std::fs::read_to_string(sandbox.join("stdout")).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    // PID 1 is the namespace's init; the shell is PID 2.
+    assert_eq!(lines.first(), Some(&"self=2"), "{out}");
+    let visible: u32 = lines.get(1).and_then(|l| l.parse().ok()).unwrap_or(99);
+    assert!(visible < 10, "{visible} processes visible: {out}");
+    assert_eq!(
+        lines.get(2),
+        Some(&"signal=1"),
+        "the agent could be signalled: {out}"
+    );
+    assert_eq!(
+        lines.get(3),
+        Some(&"mkdir=1"),
+        "a cgroup could be made: {out}"
+    );
+    pool.shutdown().await;
+}

@@ -15,6 +15,7 @@
 //!   polls on a timer;
 //! - what a termination means for the task is a pure function (`lifecycle.rs`).
 
+mod init;
 mod lifecycle;
 mod logs;
 mod run;

@@ -11,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use crate::containerizer::ContainerSpec;
+use crate::containerizer::{ContainerSpec, init};
 use crate::error::AgentError;
 
 /// PATH of a container that does not set its own.
@@ -119,26 +119,42 @@ fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// Starts `spec`'s command in the cgroups whose `cgroup.procs` files are `procs_files`.
-/// Either the process runs inside all of them, or it never ran: an error names the file it
-/// could not join, or why the command could not start.
+/// Starts `spec`'s command in the cgroups whose `cgroup.procs` files are `procs_files`, in
+/// PID and mount namespaces of its own (see `init.rs`). Either the process runs inside all
+/// of them, or it never ran: an error names the file it could not join, the namespace step
+/// that failed, or why the command could not start.
 pub fn spawn(spec: &ContainerSpec, procs_files: &[PathBuf]) -> Result<Process, AgentError> {
     let paths = procs_files
         .iter()
         .map(|p| CString::new(p.as_os_str().as_bytes()))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| spawn_err(spec, format!("cgroup path with a NUL byte: {e}")))?;
+    let read_only = init::cgroup_mounts()
+        .map_err(|e| spawn_err(spec, format!("cannot list the cgroup mounts: {e}")))?;
     let (stdout, child_stdout) = socket_pair(spec)?;
     let (stderr, child_stderr) = socket_pair(spec)?;
     let mut cmd = command(spec);
     cmd.stdout(Stdio::from(child_stdout))
         .stderr(Stdio::from(child_stderr));
-    // SAFETY: the closure only makes async-signal-safe calls (see join_cgroups_and_detach).
-    unsafe { cmd.pre_exec(move || join_cgroups_and_detach(&paths)) };
+    // SAFETY: the closure only makes async-signal-safe calls (see join_cgroups_and_detach
+    // and init::enter).
+    unsafe {
+        cmd.pre_exec(move || {
+            join_cgroups_and_detach(&paths)?;
+            init::enter(&read_only)
+        })
+    };
     let spawned = cmd.spawn();
     // Drop our copies of the child's ends now, or the logs would never see end-of-file.
     drop(cmd);
     let child = spawned.map_err(|e| match e.raw_os_error() {
+        Some(code) if init::decode(code).is_some() => {
+            let (step, errno) = init::decode(code).unwrap_or(("set up", libc::EIO));
+            spawn_err(
+                spec,
+                format!("cannot {step}: {}", io::Error::from_raw_os_error(errno)),
+            )
+        }
         Some(code) if code >> JOIN_ERR_SHIFT > 0 => {
             let index = usize::try_from((code >> JOIN_ERR_SHIFT) - 1).unwrap_or(usize::MAX);
             let errno = code & ((1 << JOIN_ERR_SHIFT) - 1);
