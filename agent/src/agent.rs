@@ -253,11 +253,13 @@ pub fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         }
         None => None,
     };
+    let mut tasks = Tasks::new(AgentId::new(""), config.work_dir.clone());
+    tasks.set_gpus(machine.gpus.clone(), detect::gpu_control(&dev)?);
     let parts = Parts {
         executors: executors.clone(),
         probes,
         events,
-        tasks: Tasks::new(AgentId::new(""), config.work_dir.clone()),
+        tasks,
         cgroups: Default::default(),
         ended: Usage::default(),
         registered: registered_tx,

@@ -119,6 +119,27 @@ pub fn gpus(dev_dir: &Path) -> Result<Vec<u32>, AgentError> {
     Ok(minors)
 }
 
+/// The GPU control devices besides /dev/nvidiactl (whose number is fixed): char devices
+/// named `nvidia-uvm`, `nvidia-uvm-tools` and `nvidia-modeset` in `dev_dir`, as (major,
+/// minor). Their majors are assigned at driver load.
+pub fn gpu_control(dev_dir: &Path) -> Result<Vec<(u32, u32)>, AgentError> {
+    let mut devices = Vec::new();
+    for name in ["nvidia-uvm", "nvidia-uvm-tools", "nvidia-modeset"] {
+        let path = dev_dir.join(name);
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.file_type().is_char_device() => {
+                let rdev = meta.rdev();
+                let number = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+                devices.push((number(major(rdev)), number(minor(rdev))));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(detect_err("gpus", &path, e)),
+        }
+    }
+    Ok(devices)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

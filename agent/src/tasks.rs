@@ -46,6 +46,15 @@ struct Entry {
     /// Set when the agent killed it for going over a limit (reason, message): it ends
     /// TASK_FAILED with that reason however its process ends.
     limitation: Option<(Reason, String)>,
+    /// Minors of the GPUs it was given; back to the pool when it ends.
+    gpus: Vec<u32>,
+}
+
+/// The agent's GPUs: which are free, and the control devices that come with any GPU.
+#[derive(Debug, Default)]
+struct GpuPool {
+    free: std::collections::BTreeSet<u32>,
+    control: Vec<(u32, u32)>,
 }
 
 /// Every task this agent runs or has run and not yet had acknowledged.
@@ -55,6 +64,7 @@ pub struct Tasks {
     tasks: HashMap<TaskId, Entry>,
     by_container: HashMap<String, TaskId>,
     unacked: VecDeque<(Instant, StatusUpdate)>,
+    gpus: GpuPool,
 }
 
 impl Tasks {
@@ -65,6 +75,7 @@ impl Tasks {
             tasks: HashMap::new(),
             by_container: HashMap::new(),
             unacked: VecDeque::new(),
+            gpus: GpuPool::default(),
         }
     }
 
@@ -112,6 +123,23 @@ impl Tasks {
             );
             return vec![self.send(update, now)];
         }
+        let gpus = match self.take_gpus(&task) {
+            Ok(gpus) => gpus,
+            Err(message) => {
+                let update = self.update(
+                    &framework.id,
+                    &task.task_id,
+                    TaskState::Failed,
+                    Some(Reason::ContainerLaunchFailed),
+                    message,
+                    None,
+                    None,
+                );
+                return vec![self.send(update, now)];
+            }
+        };
+        // Given to every container: they are denied to one without GPUs.
+        let gpu_control = self.gpus.control.clone();
         let container_id = random_id("C");
         let sandbox = Self::sandbox_path(
             &self.work_dir,
@@ -144,7 +172,8 @@ impl Tasks {
                         Some((u16::try_from(r.begin).ok()?, u16::try_from(r.end).ok()?))
                     })
                     .collect(),
-                gpus: Vec::new(),
+                gpus: gpus.clone(),
+                gpu_control,
                 disk_bytes: (task.resources.disk_mb().milli().max(0) as u64) * 1024 * 1024 / 1000,
             },
         };
@@ -169,6 +198,7 @@ impl Tasks {
                 state: TaskState::Starting,
                 kill_requested: false,
                 limitation: None,
+                gpus,
             },
         );
         vec![self.send(starting, now), Action::Launch(spec)]
@@ -364,6 +394,13 @@ impl Tasks {
             return Vec::new();
         }
         entry.state = state;
+        if state.is_terminal() {
+            let released = std::mem::take(&mut entry.gpus);
+            self.gpus.free.extend(released);
+        }
+        let Some(entry) = self.tasks.get(&task_id) else {
+            return Vec::new();
+        };
         let fw = entry.framework.id.clone();
         let sandbox = entry.sandbox.clone();
         let update = self.update(
@@ -376,6 +413,41 @@ impl Tasks {
             Some(&sandbox),
         );
         vec![self.send(update, now)]
+    }
+
+    /// The GPUs this agent offers (minors of /dev/nvidia<N>) and the control devices
+    /// (/dev/nvidia-uvm and the like) that come with any of them.
+    pub fn set_gpus(&mut self, minors: Vec<u32>, control: Vec<(u32, u32)>) {
+        self.gpus = GpuPool {
+            free: minors.into_iter().collect(),
+            control,
+        };
+    }
+
+    /// Takes the GPUs `task` asks for from the pool (lowest minors first).
+    fn take_gpus(&mut self, task: &TaskInfo) -> Result<Vec<u32>, String> {
+        let milli = task.resources.gpus().milli();
+        if milli <= 0 {
+            return Ok(Vec::new());
+        }
+        if milli % 1000 != 0 {
+            return Err(format!(
+                "gpus:{} is not a whole number of GPUs",
+                task.resources.gpus()
+            ));
+        }
+        let wanted = usize::try_from(milli / 1000).unwrap_or(usize::MAX);
+        if wanted > self.gpus.free.len() {
+            return Err(format!(
+                "{wanted} GPUs asked for, {} free on this agent",
+                self.gpus.free.len()
+            ));
+        }
+        let taken: Vec<u32> = self.gpus.free.iter().take(wanted).copied().collect();
+        for minor in &taken {
+            self.gpus.free.remove(minor);
+        }
+        Ok(taken)
     }
 
     /// Container `container_id` went over a limit that the kernel does not enforce by

@@ -30,6 +30,9 @@ pub struct DevArgs {
     /// Name of the cgroup under which the agent creates containers.
     #[arg(long, default_value = "fleet-dev")]
     cgroup_root: String,
+    /// Directory of device nodes scanned for GPUs (default /dev).
+    #[arg(long)]
+    gpu_devices: Option<PathBuf>,
 }
 
 /// The port after the master's when it is free (5051 beside the default 5050, as in
@@ -85,7 +88,7 @@ pub fn run(args: DevArgs) -> Result<()> {
         ca_pem: ca.cert_pem.clone(),
         identity: agent_id,
         cgroup_root: args.cgroup_root.clone(),
-        gpu_devices: None,
+        gpu_devices: args.gpu_devices.clone(),
         cores: None,
         http_listen: Some(agent_http_listen(master.http_addr())),
     }) {

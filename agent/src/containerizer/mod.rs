@@ -62,6 +62,10 @@ pub struct Isolation {
     pub ports: Vec<(u16, u16)>,
     /// Minor numbers of the /dev/nvidia<N> GPUs it may open.
     pub gpus: Vec<u32>,
+    /// The agent's other GPU control devices (`major`, `minor`: /dev/nvidia-uvm and the
+    /// like): opened only by a container with GPUs, denied to the others. /dev/nvidiactl
+    /// (195:255) follows the same rule.
+    pub gpu_control: Vec<(u32, u32)>,
     /// Disk space it may hold, in bytes; 0 for no limit.
     pub disk_bytes: u64,
 }

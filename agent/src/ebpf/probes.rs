@@ -122,6 +122,7 @@ impl UsageProbes {
         )?;
         Disk::prepare_pins(pin_dir)?;
         Ports::prepare_pins(pin_dir)?;
+        Devices::prepare_pins(pin_dir)?;
 
         let mut object = EbpfLoader::new()
             .default_map_pin_directory(pin_dir)
@@ -244,6 +245,7 @@ impl UsageProbes {
         remove_pin(&dir, CGROUP_COUNTERS_MAP)?;
         Disk::remove_pins(&dir)?;
         Ports::remove_pins(&dir)?;
+        Devices::remove_pins(&dir)?;
         // Another map pinned there by hand keeps the directory; that is not an error.
         let _ = std::fs::remove_dir(&dir);
         Ok(())
