@@ -12,6 +12,7 @@ pub mod mesos_drf;
 pub mod ratios;
 pub mod reports;
 pub mod sim;
+pub mod usage;
 
 use fleet_proto::frame::FrameError;
 use fleet_proto::resources::ResourceError;

@@ -1,6 +1,7 @@
 //! `fleet`: the one binary. It parses flags, config files and environment, then calls into
 //! fleet-master, fleet-agent, fleet-client and fleet-bench; no logic of its own lives here.
 
+mod bench;
 mod certs;
 mod config;
 mod daemons;
@@ -50,6 +51,8 @@ enum Command {
     Status(StatusArgs),
     /// Create the cluster CA and issue certificates.
     Certs(CertsArgs),
+    /// Benchmarks against a baseline measured in the same run.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Args)]
@@ -160,6 +163,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Run(args) => run(args),
         Command::Status(args) => status(args),
         Command::Certs(args) => certs_command(args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
     }
 }
 
