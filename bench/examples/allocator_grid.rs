@@ -4,8 +4,12 @@
 use fleet_bench::allocator_grid::{GridOptions, run, table};
 
 fn list(arg: Option<String>, default: Vec<usize>) -> Vec<usize> {
-    arg.map(|text| text.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or(default)
+    arg.map(|text| {
+        text.split(',')
+            .filter_map(|n| n.trim().parse().ok())
+            .collect()
+    })
+    .unwrap_or(default)
 }
 
 fn main() -> Result<(), fleet_bench::BenchError> {
