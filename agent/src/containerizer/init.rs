@@ -32,13 +32,14 @@ pub const STEP_BASE: i32 = 0x40;
 const STEP_SHIFT: u32 = 16;
 
 /// The set-up steps, for error messages; indexed by the step number.
-pub const STEPS: [&str; 6] = [
+pub const STEPS: [&str; 7] = [
     "unshare the PID and mount namespaces",
     "create the set-up pipes",
     "fork the namespace's init",
     "make the mounts private",
     "mount /proc for the new PID namespace",
     "remount a cgroup filesystem read-only",
+    "drop CAP_SYS_ADMIN",
 ];
 
 /// The signals C and G pass on.
@@ -225,7 +226,10 @@ unsafe fn init(
         unsafe {
             libc::close(setup_w);
             libc::close(status_w);
-            libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0);
+            if libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_ADMIN, 0, 0, 0) != 0 {
+                // std reports it to the agent as the spawn's error; the task never runs.
+                return Err(step_error(6, errno()));
+            }
         }
         return Ok(());
     }
