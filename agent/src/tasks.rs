@@ -161,6 +161,10 @@ impl Tasks {
                 cpus_milli: task.resources.cpus().milli().max(1) as u64,
                 mem_bytes: (task.resources.mem_mb().milli().max(0) as u64) * 1024 * 1024 / 1000,
                 pids_max: Some(TASK_PIDS_MAX),
+                gpus: Some(crate::cgroups::GpuAccess {
+                    minors: gpus.clone(),
+                    control: self.gpus.control.clone(),
+                }),
             },
             isolation: Isolation {
                 ports: task

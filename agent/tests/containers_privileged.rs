@@ -256,6 +256,7 @@ async fn limits_are_written_and_usage_is_read() {
         cpus_milli: 500,
         mem_bytes: 128 << 20,
         pids_max: Some(32),
+        ..Limits::default()
     };
     pool.executors
         .launch(pool.spec("limits", "sleep 100", limits))
@@ -525,6 +526,50 @@ async fn a_task_sees_only_its_own_processes_and_read_only_cgroups() {
         lines.get(3),
         Some(&"mkdir=1"),
         "a cgroup could be made: {out}"
+    );
+    pool.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_v1_devices_controller_denies_other_gpus() {
+    use fleet_agent::cgroups::GpuAccess;
+    use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+
+    let mut pool = start("devices", ExecutorsConfig::default());
+    let limits = Limits {
+        gpus: Some(GpuAccess {
+            minors: vec![1],
+            control: vec![],
+        }),
+        ..Limits::default()
+    };
+    let spec = pool.spec(
+        "devices",
+        "for d in nvidia0 nvidia1; do cat $d 2>&1 | head -1; done",
+        limits,
+    );
+    std::fs::create_dir_all(&spec.sandbox).unwrap();
+    for (name, minor) in [("nvidia0", 0), ("nvidia1", 1)] {
+        mknod(
+            &spec.sandbox.join(name),
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(195, minor),
+        )
+        .unwrap_or_else(|e| panic!("mknod {name} (needs root): {e}"));
+    }
+    let sandbox = spec.sandbox.clone();
+    pool.executors.launch(spec).unwrap();
+    pool.started("devices").await;
+    pool.exited("devices").await;
+    let out = std::fs::read_to_string(sandbox.join("stdout")).unwrap();
+    assert!(
+        out.contains("nvidia0: Operation not permitted"),
+        "another GPU was not denied: {out}"
+    );
+    assert!(
+        !out.contains("nvidia1: Operation not permitted"),
+        "the container's own GPU was denied: {out}"
     );
     pool.shutdown().await;
 }

@@ -13,7 +13,7 @@ const CPU_MIN_QUOTA_US: u64 = 1_000;
 
 /// What a container may use. Zero `cpus_milli` or `mem_bytes` means "no limit" for that
 /// resource; `pids_max: None` means no pids limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Limits {
     /// CPUs in thousandths: 500 is half a CPU; sets both the share and the hard cap.
     pub cpus_milli: u64,
@@ -21,6 +21,16 @@ pub struct Limits {
     pub mem_bytes: u64,
     /// The most tasks (processes and threads) the container may hold.
     pub pids_max: Option<u64>,
+    /// GPU device rules for the v1 devices controller; `None`: no rules.
+    pub gpus: Option<GpuAccess>,
+}
+
+/// The GPUs a container may open (minors of /dev/nvidia<N>) and the agent's GPU control
+/// devices (major, minor), allowed only with a GPU.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GpuAccess {
+    pub minors: Vec<u32>,
+    pub control: Vec<(u32, u32)>,
 }
 
 /// One cgroup controller: writes a container's limits into its directory.

@@ -9,5 +9,5 @@ pub mod v1;
 pub mod v2;
 
 pub use container::{ContainerCgroup, ContainerUsage};
-pub use controller::{Controller, Limits, cpu_quota_us, cpu_shares, cpu_weight};
+pub use controller::{Controller, GpuAccess, Limits, cpu_quota_us, cpu_shares, cpu_weight};
 pub use layout::{DEFAULT_MOUNT, Layout};

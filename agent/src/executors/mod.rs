@@ -162,7 +162,7 @@ impl Executors {
         };
         let container_id = spec.container_id.clone();
         self.senders[index]
-            .send(Command::Launch(spec))
+            .send(Command::Launch(Box::new(spec)))
             .map_err(|_| {
                 forget(&self.placement, &container_id);
                 executor_err(index, "stopped")

@@ -14,7 +14,7 @@ use crate::containerizer::{ContainerSpec, KillRequest, LaunchContext, run_contai
 
 /// What the handle asks of an executor.
 pub(crate) enum Command {
-    Launch(ContainerSpec),
+    Launch(Box<ContainerSpec>),
     Kill {
         container_id: String,
         grace: Duration,
@@ -61,7 +61,7 @@ pub(crate) async fn serve(
     let containers: Containers = Rc::default();
     while let Ok(command) = commands.recv_async().await {
         match command {
-            Command::Launch(spec) => launch(spec, &ctx, &containers, &placement),
+            Command::Launch(spec) => launch(*spec, &ctx, &containers, &placement),
             Command::Kill {
                 container_id,
                 grace,

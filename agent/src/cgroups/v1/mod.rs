@@ -4,6 +4,7 @@
 
 mod cpu;
 mod cpuacct;
+mod devices;
 mod memory;
 mod pids;
 
@@ -15,11 +16,18 @@ use crate::error::AgentError;
 
 pub use cpu::Cpu;
 pub use cpuacct::CpuAcct;
+pub use devices::Devices;
 pub use memory::Memory;
 pub use pids::Pids;
 
 /// The v1 controllers a container is placed in, in creation order.
-pub const CONTROLLERS: [&str; 4] = [Cpu::NAME, CpuAcct::NAME, Memory::NAME, Pids::NAME];
+pub const CONTROLLERS: [&str; 5] = [
+    Cpu::NAME,
+    CpuAcct::NAME,
+    Memory::NAME,
+    Pids::NAME,
+    Devices::NAME,
+];
 
 /// A container's cgroups on a v1 or hybrid host.
 #[derive(Debug, Clone)]
@@ -28,6 +36,7 @@ pub struct V1Cgroup {
     cpuacct: PathBuf,
     memory: PathBuf,
     pids: PathBuf,
+    devices: PathBuf,
     unified: Option<PathBuf>,
 }
 
@@ -40,6 +49,7 @@ impl V1Cgroup {
             cpuacct: dir(CpuAcct::NAME),
             memory: dir(Memory::NAME),
             pids: dir(Pids::NAME),
+            devices: dir(Devices::NAME),
             unified: unified.map(|u| u.join(root).join(id)),
         }
     }
@@ -61,12 +71,19 @@ impl V1Cgroup {
         Cpu::apply(&self.cpu, limits)?;
         CpuAcct::apply(&self.cpuacct, limits)?;
         Memory::apply(&self.memory, limits)?;
-        Pids::apply(&self.pids, limits)
+        Pids::apply(&self.pids, limits)?;
+        Devices::apply(&self.devices, limits)
     }
 
     /// Every directory of the container, controllers first, the cgroup2 one last.
     pub fn dirs(&self) -> Vec<&Path> {
-        let mut dirs: Vec<&Path> = vec![&self.cpu, &self.cpuacct, &self.memory, &self.pids];
+        let mut dirs: Vec<&Path> = vec![
+            &self.cpu,
+            &self.cpuacct,
+            &self.memory,
+            &self.pids,
+            &self.devices,
+        ];
         dirs.extend(self.unified.as_deref());
         dirs
     }
@@ -112,6 +129,7 @@ mod tests {
             cpus_milli: 1500,
             mem_bytes: 1 << 20,
             pids_max: Some(10),
+            ..Limits::default()
         };
         cgroup.create(&limits).unwrap();
         let path = |c: &str| mount.path().join(c).join("fleet-t/c1");

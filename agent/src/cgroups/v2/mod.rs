@@ -125,6 +125,7 @@ mod tests {
             cpus_milli: 250,
             mem_bytes: 32 << 20,
             pids_max: Some(5),
+            ..Limits::default()
         };
         cgroup.create(&limits).unwrap();
         let dir = mount.path().join("fleet-t/c1");
