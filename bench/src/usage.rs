@@ -136,15 +136,10 @@ fn spec(sandbox: &Path, disk_bytes: u64) -> ContainerSpec {
     }
 }
 
-/// Runs `python3 -c program args` inside cgroup `dir`, in `cwd`; returns its stdout.
-fn python_in(dir: &Path, cwd: &Path, program: &str, args: &[String]) -> Result<String, UsageError> {
-    let procs = File::options()
-        .write(true)
-        .open(dir.join("cgroup.procs"))
-        .map_err(|e| setup(format!("open {}/cgroup.procs", dir.display()), e))?;
+/// Makes `cmd`'s process join the cgroup whose `cgroup.procs` is open as `procs` before it
+/// execs (writing "0" moves the writer itself). `procs` must stay open until the spawn.
+fn join_before_exec(cmd: &mut Command, procs: &File) {
     let fd = procs.as_raw_fd();
-    let mut cmd = Command::new("python3");
-    cmd.arg("-c").arg(program).args(args).current_dir(cwd);
     // SAFETY: the closure only calls write(2) on a descriptor opened before the fork.
     unsafe {
         cmd.pre_exec(move || {
@@ -155,6 +150,17 @@ fn python_in(dir: &Path, cwd: &Path, program: &str, args: &[String]) -> Result<S
             }
         });
     }
+}
+
+/// Runs `python3 -c program args` inside cgroup `dir`, in `cwd`; returns its stdout.
+fn python_in(dir: &Path, cwd: &Path, program: &str, args: &[String]) -> Result<String, UsageError> {
+    let procs = File::options()
+        .write(true)
+        .open(dir.join("cgroup.procs"))
+        .map_err(|e| setup(format!("open {}/cgroup.procs", dir.display()), e))?;
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(program).args(args).current_dir(cwd);
+    join_before_exec(&mut cmd, &procs);
     let out = cmd.output().map_err(|e| setup("run python3", e))?;
     if !out.status.success() {
         return Err(setup(
@@ -267,17 +273,8 @@ fn du(path: &Path, memory: Option<&DuCgroup>) -> Result<(i64, f64), UsageError> 
         ),
         None => None,
     };
-    if let Some(fd) = procs.as_ref().map(File::as_raw_fd) {
-        // SAFETY: the closure only calls write(2) on a descriptor opened before the fork.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::write(fd, b"0".as_ptr().cast(), 1) == 1 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
+    if let Some(procs) = &procs {
+        join_before_exec(&mut cmd, procs);
     }
     let mut child = cmd.spawn().map_err(|e| setup("run du", e))?;
     drop(procs);
@@ -469,23 +466,13 @@ pub fn run(
         .write(true)
         .open(dir.join("cgroup.procs"))
         .map_err(|e| setup("cgroup.procs", e))?;
-    let fd = procs.as_raw_fd();
     let mut cmd = Command::new("python3");
     cmd.arg("-c")
         .arg(CROSSER)
         .arg(limit.to_string())
         .current_dir(&sandbox)
         .stdout(std::process::Stdio::piped());
-    // SAFETY: the closure only calls write(2) on a descriptor opened before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::write(fd, b"0".as_ptr().cast(), 1) == 1 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
+    join_before_exec(&mut cmd, &procs);
     let child = cmd.spawn().map_err(|e| setup("run python3", e))?;
     let mut seen_at = None;
     let deadline = Instant::now() + Duration::from_secs(10);
