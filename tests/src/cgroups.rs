@@ -9,7 +9,7 @@ pub const MOUNT: &str = "/sys/fs/cgroup";
 
 /// The hierarchies an agent creates its root in on a hybrid host (v1 controllers, then the
 /// controller-less cgroup2 tree); on a cgroup2-only host the root lives in `MOUNT` itself.
-pub const HIERARCHIES: [&str; 5] = ["cpu", "cpuacct", "memory", "pids", "unified"];
+pub const HIERARCHIES: [&str; 6] = ["cpu", "cpuacct", "memory", "pids", "devices", "unified"];
 
 /// Whether /sys/fs/cgroup is one cgroup2 hierarchy (no v1 controllers mounted under it).
 pub fn is_v2_only() -> bool {
