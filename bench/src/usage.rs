@@ -15,13 +15,12 @@
 
 use std::fs::File;
 use std::os::fd::{AsFd as _, AsRawFd as _};
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fleet_agent::cgroups::{Layout, Limits};
-use fleet_agent::containerizer::{CommandSpec, ContainerSpec, Isolation};
+use fleet_agent::cgroups::{Layout, join_before_exec};
+use fleet_agent::containerizer::{ContainerSpec, Isolation};
 use fleet_agent::ebpf::{UsageProbes, cgroup_id_of};
 
 /// What to run.
@@ -119,37 +118,11 @@ impl Drop for Scratch {
 }
 
 fn spec(sandbox: &Path, disk_bytes: u64) -> ContainerSpec {
-    ContainerSpec {
-        container_id: "bench".into(),
-        sandbox: sandbox.to_owned(),
-        command: CommandSpec {
-            shell: true,
-            value: "true".into(),
-            arguments: Vec::new(),
-        },
-        env: Vec::new(),
-        limits: Limits::default(),
-        isolation: Isolation {
-            disk_bytes,
-            ..Isolation::default()
-        },
-    }
-}
-
-/// Makes `cmd`'s process join the cgroup whose `cgroup.procs` is open as `procs` before it
-/// execs (writing "0" moves the writer itself). `procs` must stay open until the spawn.
-fn join_before_exec(cmd: &mut Command, procs: &File) {
-    let fd = procs.as_raw_fd();
-    // SAFETY: the closure only calls write(2) on a descriptor opened before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::write(fd, b"0".as_ptr().cast(), 1) == 1 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
+    let isolation = Isolation {
+        disk_bytes,
+        ..Isolation::default()
+    };
+    ContainerSpec::for_isolation("bench", sandbox, isolation)
 }
 
 /// Runs `python3 -c program args` inside cgroup `dir`, in `cwd`; returns its stdout.

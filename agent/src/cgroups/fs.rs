@@ -83,6 +83,27 @@ pub fn procs(dir: &Path) -> Result<Vec<i32>, AgentError> {
     }
 }
 
+/// Makes `cmd`'s process join the cgroup whose `cgroup.procs` file is open as `procs`
+/// before it execs (writing "0" moves the writing process itself). `procs` must stay open
+/// until `cmd` is spawned. For tools and tests that start processes in a cgroup they made;
+/// containers join theirs in `containerizer::spawn`.
+pub fn join_before_exec(cmd: &mut std::process::Command, procs: &std::fs::File) {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::process::CommandExt as _;
+    let fd = procs.as_raw_fd();
+    // SAFETY: between fork and exec the closure only calls write(2), which is
+    // async-signal-safe, on a descriptor opened before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::write(fd, b"0".as_ptr().cast(), 1) == 1 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,4 +10,5 @@ pub mod v2;
 
 pub use container::{ContainerCgroup, ContainerUsage};
 pub use controller::{Controller, GpuAccess, Limits, cpu_quota_us, cpu_shares, cpu_weight};
+pub use fs::join_before_exec;
 pub use layout::{DEFAULT_MOUNT, Layout};

@@ -22,7 +22,7 @@ mod run;
 mod spawn;
 mod supervise;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use crate::cgroups::Limits;
 pub use lifecycle::{Outcome, outcome};
@@ -52,6 +52,26 @@ pub struct ContainerSpec {
     pub limits: Limits,
     /// What the kernel programs enforce for it beyond the cgroup controllers.
     pub isolation: Isolation,
+}
+
+impl ContainerSpec {
+    /// A spec that only describes isolation: for admitting a cgroup the caller made and
+    /// fills itself (benches, tests of the kernel programs); its command is `true` and it
+    /// has no limits.
+    pub fn for_isolation(container_id: &str, sandbox: &Path, isolation: Isolation) -> Self {
+        ContainerSpec {
+            container_id: container_id.to_owned(),
+            sandbox: sandbox.to_owned(),
+            command: CommandSpec {
+                shell: true,
+                value: "true".into(),
+                arguments: Vec::new(),
+            },
+            env: Vec::new(),
+            limits: Limits::default(),
+            isolation,
+        }
+    }
 }
 
 /// A container's isolation enforced by the eBPF programs (and, for GPUs, the v1 devices

@@ -4,7 +4,6 @@
 
 use std::{
     fs::{self, File},
-    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
     path::{Path, PathBuf},
     process::Command,
 };
@@ -13,8 +12,7 @@ use nix::sys::statfs::{EXT4_SUPER_MAGIC, statfs};
 
 use super::tests::{PinDir, TestCgroup, load, unique};
 use super::{EbpfError, UsageProbes};
-use crate::cgroups::Limits;
-use crate::containerizer::{CommandSpec, ContainerSpec, Isolation};
+use crate::containerizer::{ContainerSpec, Isolation};
 
 const KIB: i64 = 1024;
 
@@ -47,21 +45,11 @@ impl Drop for Sandbox {
 }
 
 fn spec(sandbox: &Path, disk_bytes: u64) -> ContainerSpec {
-    ContainerSpec {
-        container_id: "disk-test".into(),
-        sandbox: sandbox.to_owned(),
-        command: CommandSpec {
-            shell: true,
-            value: "true".into(),
-            arguments: Vec::new(),
-        },
-        env: Vec::new(),
-        limits: Limits::default(),
-        isolation: Isolation {
-            disk_bytes,
-            ..Isolation::default()
-        },
-    }
+    let isolation = Isolation {
+        disk_bytes,
+        ..Isolation::default()
+    };
+    ContainerSpec::for_isolation("disk-test", sandbox, isolation)
 }
 
 /// A tracked container: a cgroup admitted with its sandbox, with stdout and stderr made
@@ -87,20 +75,9 @@ impl Container {
             .write(true)
             .open(self.cgroup.path.join("cgroup.procs"))
             .unwrap();
-        let procs_fd = procs.as_raw_fd();
         let mut sh = Command::new("/bin/sh");
         sh.arg("-c").arg(script).current_dir(&self.sandbox.0);
-        // SAFETY: between fork and exec the closure only calls write(2), which is
-        // async-signal-safe, on a descriptor opened before the fork.
-        unsafe {
-            sh.pre_exec(move || {
-                if libc::write(procs_fd, b"0".as_ptr().cast(), 1) == 1 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
+        crate::cgroups::join_before_exec(&mut sh, &procs);
         let out = sh.output().unwrap();
         assert!(
             out.status.success(),

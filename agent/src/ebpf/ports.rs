@@ -182,7 +182,6 @@ pub(super) mod tests {
         collections::BTreeMap,
         fs::{self, File},
         net::TcpListener,
-        os::{fd::AsRawFd as _, unix::process::CommandExt as _},
         path::Path,
         process::{Command, Output},
     };
@@ -190,8 +189,7 @@ pub(super) mod tests {
     use fleet_ebpf_common::ports::MAX_PORT_RANGES;
 
     use crate::{
-        cgroups::Limits,
-        containerizer::{CommandSpec, ContainerSpec, Isolation},
+        containerizer::{ContainerSpec, Isolation},
         ebpf::{
             UsageProbes,
             tests::{PinDir, TestCgroup, unique},
@@ -251,21 +249,11 @@ pub(super) mod tests {
     }
 
     pub(in crate::ebpf) fn spec(sandbox: &Path, ports: &[(u16, u16)]) -> ContainerSpec {
-        ContainerSpec {
-            container_id: "ports-test".into(),
-            sandbox: sandbox.to_owned(),
-            command: CommandSpec {
-                shell: true,
-                value: "true".into(),
-                arguments: Vec::new(),
-            },
-            env: Vec::new(),
-            limits: Limits::default(),
-            isolation: Isolation {
-                ports: ports.to_vec(),
-                ..Isolation::default()
-            },
-        }
+        let isolation = Isolation {
+            ports: ports.to_vec(),
+            ..Isolation::default()
+        };
+        ContainerSpec::for_isolation("ports-test", sandbox, isolation)
     }
 
     /// Runs `python3 -c script args...` inside `cgroup` and returns what it printed; it
@@ -275,21 +263,9 @@ pub(super) mod tests {
             .write(true)
             .open(cgroup.path.join("cgroup.procs"))
             .unwrap();
-        let procs_fd = procs.as_raw_fd();
         let mut cmd = Command::new("python3");
         cmd.arg("-c").arg(script).args(args);
-        // SAFETY: between fork and exec the closure only calls write(2), which is
-        // async-signal-safe, on a descriptor opened before the fork.
-        unsafe {
-            cmd.pre_exec(move || {
-                // "0" moves the calling process itself into the cgroup.
-                if libc::write(procs_fd, b"0".as_ptr().cast(), 1) == 1 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
+        crate::cgroups::join_before_exec(&mut cmd, &procs);
         let out: Output = cmd
             .output()
             .unwrap_or_else(|e| panic!("cannot run python3 (needed by this test): {e}"));

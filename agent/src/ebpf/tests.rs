@@ -4,7 +4,6 @@
 
 use std::{
     fs::{self, File},
-    os::{fd::AsRawFd as _, unix::process::CommandExt as _},
     path::{Path, PathBuf},
     process::Command,
     sync::atomic::{AtomicU32, Ordering},
@@ -64,25 +63,13 @@ impl TestCgroup {
             .write(true)
             .open(self.path.join("cgroup.procs"))
             .unwrap();
-        let procs_fd = procs.as_raw_fd();
         let mut dd = Command::new("dd");
         dd.arg("if=/dev/zero")
             .arg(format!("of={}", dir.path().join("out").display()))
             .arg("bs=64K")
             .arg(format!("count={}", bytes / (64 << 10)))
             .arg("status=none");
-        // SAFETY: between fork and exec the closure only calls write(2), which is
-        // async-signal-safe, on a descriptor opened before the fork.
-        unsafe {
-            dd.pre_exec(move || {
-                // "0" moves the writing process itself into the cgroup.
-                if libc::write(procs_fd, b"0".as_ptr().cast(), 1) == 1 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
-            });
-        }
+        crate::cgroups::join_before_exec(&mut dd, &procs);
         let status = dd.status().unwrap();
         assert!(status.success(), "dd failed: {status}");
         drop(procs);
