@@ -2,8 +2,7 @@
 //! usage and limits, /metrics has its series, /health answers, unknown paths are 404, and
 //! the address is the one the master's /state gives for the agent.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -12,29 +11,8 @@ use fleet_tests::cluster::Cluster;
 use fleet_tests::{Dev, Process, fleet_bin, output_within, text, unique, wait_until};
 use serde_json::Value;
 
-/// A plain HTTP/1.1 GET: (status, body).
-fn get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("not an HTTP response: {response:?}"))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
 fn get_json(addr: SocketAddr, path: &str) -> Result<Value> {
-    let (status, body) = get(addr, path)?;
+    let (status, body) = fleet_tests::http(addr, "GET", path, "")?;
     if status != 200 {
         bail!("GET {path}: {status} {body}");
     }
@@ -75,9 +53,9 @@ fn monitor_statistics_and_metrics_show_a_running_task() -> Result<()> {
     .with_context(|| dev.log())?;
     assert_eq!(known, http.to_string());
 
-    let (status, body) = get(http, "/health")?;
+    let (status, body) = fleet_tests::http(http, "GET", "/health", "")?;
     assert_eq!((status, body.as_str()), (200, "OK\n"));
-    let (status, body) = get(http, "/no/such/endpoint")?;
+    let (status, body) = fleet_tests::http(http, "GET", "/no/such/endpoint", "")?;
     assert_eq!(status, 404, "{body}");
     assert!(body.contains("/no/such/endpoint"), "{body}");
 
@@ -143,7 +121,7 @@ fn monitor_statistics_and_metrics_show_a_running_task() -> Result<()> {
         "timestamp {timestamp}, now {now}"
     );
 
-    let (status, metrics) = get(http, "/metrics")?;
+    let (status, metrics) = fleet_tests::http(http, "GET", "/metrics", "")?;
     assert_eq!(status, 200);
     let labels = format!("{{framework_id=\"{framework_id}\",task_id=\"{task_id}\"}}");
     for series in [
@@ -215,7 +193,10 @@ fn fleet_agent_prints_its_http_address_and_refuses_a_taken_port() -> Result<()> 
         .and_then(|(_, rest)| rest.trim_end_matches(')').parse().ok())
         .with_context(|| format!("no HTTP address in '{line}'"))?;
     assert_ne!(http.port(), 0, "{line}");
-    assert_eq!(get(http, "/health")?, (200, "OK\n".to_owned()));
+    assert_eq!(
+        fleet_tests::http(http, "GET", "/health", "")?,
+        (200, "OK\n".to_owned())
+    );
     let state = wait_until(Duration::from_secs(10), "a registered agent", || {
         let state = get_json(http, "/state")?;
         Ok(state["id"].is_string().then_some(state))

@@ -1,40 +1,19 @@
 //! The master's operator API at /api/v1 (Mesos' v1 operator calls, JSON), end to end
 //! against `fleet dev`.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use fleet_tests::{Dev, text, wait_until};
+use fleet_tests::{Dev, http, text, wait_until};
 use serde_json::Value;
 
-/// One HTTP/1.1 request; returns the status and the body.
-fn request(port: u16, method: &str, body: &str) -> Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "{method} /api/v1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("no status in {response:?}"))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
 fn call(port: u16, kind: &str) -> Result<Value> {
-    let (status, body) = request(port, "POST", &format!(r#"{{"type": "{kind}"}}"#))?;
+    let (status, body) = http(
+        ([127, 0, 0, 1], port).into(),
+        "POST",
+        "/api/v1",
+        &format!(r#"{{"type": "{kind}"}}"#),
+    )?;
     if status != 200 {
         bail!("{kind}: HTTP {status}: {body}");
     }
@@ -83,16 +62,31 @@ fn read_calls_show_the_agent_and_a_finished_task() -> Result<()> {
 fn malformed_unknown_and_unbuilt_calls_are_refused_clearly() -> Result<()> {
     let dev = Dev::start(&[])?;
     let port = dev.port;
-    let (status, body) = request(port, "POST", "{\"type\": ")?;
+    let (status, body) = http(
+        ([127, 0, 0, 1], port).into(),
+        "POST",
+        "/api/v1",
+        "{\"type\": ",
+    )?;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("not a JSON call"), "{body}");
-    let (status, body) = request(port, "POST", r#"{"type": "GET_EVERYTHING"}"#)?;
+    let (status, body) = http(
+        ([127, 0, 0, 1], port).into(),
+        "POST",
+        "/api/v1",
+        r#"{"type": "GET_EVERYTHING"}"#,
+    )?;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("GET_EVERYTHING"), "{body}");
-    let (status, body) = request(port, "POST", r#"{"type": "UPDATE_QUOTA"}"#)?;
+    let (status, body) = http(
+        ([127, 0, 0, 1], port).into(),
+        "POST",
+        "/api/v1",
+        r#"{"type": "UPDATE_QUOTA"}"#,
+    )?;
     assert_eq!(status, 501, "{body}");
     assert!(body.contains("UPDATE_QUOTA"), "{body}");
-    let (status, body) = request(port, "GET", "")?;
+    let (status, body) = http(([127, 0, 0, 1], port).into(), "GET", "/api/v1", "")?;
     assert_eq!(status, 405, "{body}");
     Ok(())
 }

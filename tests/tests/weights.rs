@@ -3,8 +3,6 @@
 //! holding resources in about that proportion.
 
 use std::collections::HashSet;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -13,31 +11,12 @@ use anyhow::{Context, Result, bail};
 use fleet_client::SchedulerClient;
 use fleet_proto::messages::scheduler::{Event, Filters, Operation};
 use fleet_proto::resources::Resources;
-use fleet_tests::{Dev, sdk};
+use fleet_tests::{Dev, http, sdk};
 
 const RUN_FOR: Duration = Duration::from_secs(12);
 /// Samples taken after this long count (the first offers go to whoever asks first).
 const WARM_UP: Duration = Duration::from_secs(4);
 const PER_TASK: &str = "cpus:0.25;mem:32";
-
-fn post(port: u16, body: &str) -> Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "POST /api/v1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("no status in {response:?}"))?;
-    Ok((status, response))
-}
 
 /// A framework in `role` that launches as many `sleep 1` tasks as every offer holds and
 /// counts how many it has running in `running`.
@@ -97,16 +76,20 @@ async fn framework(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_weighted_one_and_three_share_an_agent_one_to_three() -> Result<()> {
     let mut dev = Dev::start(&["--resources", "cpus:4;mem:4096"])?;
-    let (status, body) = post(
-        dev.port,
+    let (status, body) = http(
+        ([127, 0, 0, 1], dev.port).into(),
+        "POST",
+        "/api/v1",
         r#"{"type": "UPDATE_WEIGHTS", "update_weights": {"weight_infos": [
             {"role": "light", "weight": 1}, {"role": "heavy", "weight": 3}]}}"#,
     )?;
     if status != 200 {
         bail!("UPDATE_WEIGHTS: HTTP {status}: {body}");
     }
-    let (status, body) = post(
-        dev.port,
+    let (status, body) = http(
+        ([127, 0, 0, 1], dev.port).into(),
+        "POST",
+        "/api/v1",
         r#"{"type": "UPDATE_WEIGHTS", "update_weights": {"weight_infos": [{"role": "x", "weight": -1}]}}"#,
     )?;
     assert_eq!(status, 400, "a negative weight was accepted: {body}");
