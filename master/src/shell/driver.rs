@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fleet_proto::frame::close;
@@ -12,6 +11,7 @@ use fleet_proto::messages::scheduler::Event;
 use rkyv::util::AlignedVec;
 use tokio::sync::{mpsc, watch};
 
+use super::snapshots::Publisher;
 use crate::core::{ConnId, Input, Master, MasterState, Output};
 
 /// From sessions to the driver.
@@ -42,15 +42,19 @@ pub(super) enum OperatorChange {
     UpdateWeights(Vec<(String, f64)>),
 }
 
-/// From the driver to one session's writer.
+/// From the driver to one session's writer. Boxed: each session's queue allocates its
+/// first block of slots up front, and with one session per agent that block is per agent.
 pub(super) enum Outgoing {
-    Agent(MasterMessage),
-    Framework(Event),
+    Agent(Box<MasterMessage>),
+    Framework(Box<Event>),
 }
 
 /// What the HTTP thread serves: the core's state plus where this master listens.
 #[derive(Debug, serde::Serialize)]
 pub struct Published {
+    /// When the driver made this copy.
+    #[serde(skip)]
+    pub made: Instant,
     pub quic_address: String,
     pub http_address: String,
     pub published_at_ms: u64,
@@ -61,6 +65,7 @@ pub struct Published {
 impl Published {
     pub(super) fn new(state: MasterState, quic: SocketAddr, http: SocketAddr) -> Self {
         Published {
+            made: Instant::now(),
             quic_address: quic.to_string(),
             http_address: http.to_string(),
             published_at_ms: fleet_proto::task::unix_millis(),
@@ -75,12 +80,11 @@ struct Session {
 }
 
 const TICK: Duration = Duration::from_millis(50);
-const PUBLISH_EVERY: Duration = Duration::from_millis(200);
 
 pub(super) async fn run(
     mut master: Master,
     mut events: mpsc::UnboundedReceiver<ShellEvent>,
-    published: watch::Sender<Arc<Published>>,
+    mut published: Publisher,
     mut stop: watch::Receiver<bool>,
     quic: SocketAddr,
     http: SocketAddr,
@@ -89,7 +93,6 @@ pub(super) async fn run(
     let mut out = Vec::new();
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_publish = Instant::now();
     loop {
         tokio::select! {
             ev = events.recv() => {
@@ -106,9 +109,9 @@ pub(super) async fn run(
             _ = stop.changed() => break,
         }
         dispatch(&mut sessions, &mut out);
-        if last_publish.elapsed() >= PUBLISH_EVERY {
-            last_publish = Instant::now();
-            let _ = published.send(Arc::new(Published::new(master.state(), quic, http)));
+        let now = Instant::now();
+        if published.due(now) {
+            published.publish(now, Published::new(master.state(), quic, http));
         }
     }
     for s in sessions.values() {
@@ -168,7 +171,7 @@ fn dispatch(sessions: &mut HashMap<ConnId, Session>, out: &mut Vec<Output>) {
         match o {
             Output::ToAgent { conn, msg } => {
                 if let Some(s) = sessions.get(&conn) {
-                    let _ = s.tx.send(Outgoing::Agent(msg));
+                    let _ = s.tx.send(Outgoing::Agent(Box::new(msg)));
                 }
             }
             Output::ToFramework { conn, mut event } => {
@@ -180,7 +183,7 @@ fn dispatch(sessions: &mut HashMap<ConnId, Session>, out: &mut Vec<Output>) {
                     status.timestamp_ms = fleet_proto::task::unix_millis();
                 }
                 if let Some(s) = sessions.get(&conn) {
-                    let _ = s.tx.send(Outgoing::Framework(event));
+                    let _ = s.tx.send(Outgoing::Framework(Box::new(event)));
                 }
             }
             Output::Close { conn, reason } => {

@@ -1,7 +1,5 @@
 //! The master's HTTP API on TCP: /health, /state (JSON) and /metrics (Prometheus text),
-//! served from the last published snapshot on a thread of its own.
-
-use std::sync::Arc;
+//! served from snapshots of the state (see `snapshots.rs`) on a thread of its own.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -11,15 +9,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::watch;
 
-use super::driver::{Published, ShellEvent};
+use super::driver::ShellEvent;
 use super::operator::{self, Call};
-
-type Snapshot = watch::Receiver<Arc<Published>>;
+use super::snapshots::Snapshots;
 
 /// What the handlers share: the last snapshot, and the way to the core for changes.
 #[derive(Clone)]
 struct App {
-    published: Snapshot,
+    published: Snapshots,
     events: tokio::sync::mpsc::UnboundedSender<ShellEvent>,
 }
 
@@ -28,7 +25,7 @@ const CHANGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub(super) fn serve(
     listener: std::net::TcpListener,
-    published: Snapshot,
+    published: Snapshots,
     events: tokio::sync::mpsc::UnboundedSender<ShellEvent>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -77,7 +74,7 @@ async fn health() -> &'static str {
 }
 
 async fn state(State(app): State<App>) -> Response {
-    let snapshot = app.published.borrow().clone();
+    let snapshot = app.published.fresh().await;
     match serde_json::to_vec_pretty(&*snapshot) {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => (
@@ -93,7 +90,7 @@ async fn operator(State(app): State<App>, body: Bytes) -> Response {
     let answer = match operator::parse(&body) {
         Err(refused) => refused,
         Ok(Call::Read(kind)) => {
-            let snapshot = app.published.borrow().clone();
+            let snapshot = app.published.fresh().await;
             operator::read(&kind, &snapshot)
         }
         Ok(Call::Change(kind, call)) => {
@@ -136,7 +133,7 @@ async fn operator_get() -> Response {
 }
 
 async fn metrics(State(app): State<App>) -> Response {
-    let snapshot = app.published.borrow().clone();
+    let snapshot = app.published.fresh().await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         super::metrics::render(&snapshot.state),

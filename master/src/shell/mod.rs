@@ -11,6 +11,8 @@ mod http;
 mod metrics;
 mod operator;
 mod quic;
+mod snapshots;
+mod udp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +25,8 @@ use crate::core::{Master, MasterConfig};
 use crate::registry::InMemoryRegistry;
 
 pub use driver::Published;
+pub use snapshots::{PUBLISH_EVERY, Snapshots};
+pub use udp::{QUIC_SOCKET_BUFFER, grow_buffers};
 
 /// Everything needed to start a master.
 #[derive(Clone, Debug)]
@@ -58,7 +62,7 @@ pub struct MasterHandle {
     http_addr: SocketAddr,
     stop: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
-    published: watch::Receiver<Arc<Published>>,
+    snapshots: Snapshots,
 }
 
 impl MasterHandle {
@@ -70,9 +74,10 @@ impl MasterHandle {
         self.http_addr
     }
 
-    /// The latest published state snapshot.
+    /// A snapshot of the state, at most [`PUBLISH_EVERY`] old (it may wait that long for
+    /// the driver to copy one).
     pub fn state(&self) -> Arc<Published> {
-        self.published.borrow().clone()
+        self.snapshots.fresh_blocking()
     }
 
     /// Stops accepting, closes every connection and joins the threads.
@@ -109,6 +114,8 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
         addr: config.listen,
         source,
     })?;
+    let (recv_buf, send_buf) = udp::grow_buffers(&udp, udp::QUIC_SOCKET_BUFFER);
+    tracing::debug!(recv_buf, send_buf, "QUIC socket buffers");
     let http_listen = config
         .http_listen
         .unwrap_or(SocketAddr::new(quic_addr.ip(), quic_addr.port()));
@@ -126,11 +133,8 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
 
     let (stop, stop_rx) = watch::channel(false);
     let master = Master::new(config.core.clone(), Box::new(InMemoryRegistry::default()));
-    let (published_tx, published_rx) = watch::channel(Arc::new(Published::new(
-        master.state(),
-        quic_addr,
-        http_addr,
-    )));
+    let (publisher, snapshots) =
+        snapshots::channel(Published::new(master.state(), quic_addr, http_addr));
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let http_events = events_tx.clone();
 
@@ -153,12 +157,7 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
                     shard_stop.clone(),
                 ));
                 driver::run(
-                    master,
-                    events_rx,
-                    published_tx,
-                    shard_stop,
-                    quic_addr,
-                    http_addr,
+                    master, events_rx, publisher, shard_stop, quic_addr, http_addr,
                 )
                 .await;
                 endpoint.close(
@@ -171,11 +170,11 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
         })
         .map_err(|e| ServerError::Thread("shard", e))?;
 
-    let http_published = published_rx.clone();
+    let http_snapshots = snapshots.clone();
     let http_stop = stop_rx;
     let http = std::thread::Builder::new()
         .name("fleet-http".into())
-        .spawn(move || http::serve(tcp, http_published, http_events, http_stop))
+        .spawn(move || http::serve(tcp, http_snapshots, http_events, http_stop))
         .map_err(|e| ServerError::Thread("http", e))?;
     tracing::info!("master HTTP on http://{http_addr}");
 
@@ -184,6 +183,6 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
         http_addr,
         stop,
         threads: vec![shard, http],
-        published: published_rx,
+        snapshots,
     })
 }
