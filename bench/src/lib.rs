@@ -7,11 +7,15 @@
 //! one, meant for `fleet bench` and `cargo run -p fleet-bench --release --example ratios`.
 
 pub mod allocator_grid;
+pub mod master_process;
 pub mod measure;
 pub mod mesos_drf;
+pub mod offer_rate;
 pub mod ratios;
+pub mod report_rate;
 pub mod reports;
 pub mod sim;
+pub mod sim_agents;
 pub mod usage;
 
 use fleet_proto::frame::FrameError;
@@ -32,4 +36,11 @@ pub enum BenchError {
     Histogram(String),
     #[error("invalid benchmark option: {0}")]
     Option(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("simulated {what}: {reason}")]
+    Sim { what: String, reason: String },
 }

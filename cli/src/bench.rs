@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use fleet_bench::allocator_grid::{self, GridOptions};
+use fleet_bench::offer_rate::{self, OfferOptions};
+use fleet_bench::report_rate::{self, ReportOptions};
 use fleet_bench::sim::Workload;
 use fleet_bench::usage::{self, UsageOptions};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -24,6 +26,67 @@ enum Bench {
     Usage(UsageArgs),
     /// The allocator on Mesos' benchmark grid, against the Mesos-algorithm baseline.
     Allocator(AllocatorArgs),
+    /// Agent reports a real master absorbs (rkyv over QUIC), against JSON over HTTP/1.1.
+    Reports(ReportsArgs),
+    /// Placements end to end: a real master, simulated agents and frameworks over QUIC.
+    Offers(OffersArgs),
+}
+
+#[derive(Args)]
+struct OffersArgs {
+    /// Simulated agents.
+    #[arg(long, default_value_t = 1_000)]
+    agents: usize,
+    /// Simulated frameworks (Fleet's scheduler SDK), each filling every offer it gets.
+    #[arg(long, default_value_t = 10)]
+    frameworks: usize,
+    /// Seconds each phase is measured for.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// What each simulated agent offers.
+    #[arg(long, default_value = "cpus:8;mem:16384")]
+    agent_resources: String,
+    /// What each no-op task takes.
+    #[arg(long, default_value = "cpus:0.1;mem:32")]
+    task_resources: String,
+    /// Skip the phase paced at half the measured rate.
+    #[arg(long)]
+    no_half_load: bool,
+    /// The `fleet` binary that runs the master; default: this one.
+    #[arg(long)]
+    master_bin: Option<PathBuf>,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ReportsArgs {
+    /// Simulated agents streaming reports as fast as they can.
+    #[arg(long, default_value_t = 1_000)]
+    agents: usize,
+    /// Seconds each side is measured for.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Tasks in each report.
+    #[arg(long, default_value_t = 10)]
+    tasks: usize,
+    /// Agent counts at which the master's memory per agent is measured, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![10_000])]
+    memory_agents: Vec<usize>,
+    /// Seconds between two reports of one agent while memory is measured.
+    #[arg(long, default_value_t = 10.0)]
+    memory_report_interval: f64,
+    /// Skip the JSON-over-HTTP baseline.
+    #[arg(long)]
+    no_baseline: bool,
+    /// The `fleet` binary that runs the master (another build, or a wrapper that profiles
+    /// it); default: this one.
+    #[arg(long)]
+    master_bin: Option<PathBuf>,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -82,7 +145,77 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.bench {
         Bench::Usage(args) => run_usage(args),
         Bench::Allocator(args) => run_allocator(args),
+        Bench::Reports(args) => run_reports(args),
+        Bench::Offers(args) => run_offers(args),
     }
+}
+
+/// Runs a bench under a progress bar, then prints its table or, with `json`, its figures.
+fn run_with_bar<T: serde::Serialize, E: std::error::Error + Send + Sync + 'static>(
+    json: bool,
+    run: impl FnOnce(&mut dyn FnMut(u64, u64, &str)) -> Result<T, E>,
+    table: impl FnOnce(&T) -> String,
+) -> Result<()> {
+    let progress = bar(0);
+    let results = run(&mut |done, total, what| {
+        progress.set_length(total);
+        progress.set_position(done);
+        progress.set_message(what.to_owned());
+    })?;
+    progress.finish_and_clear();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else {
+        print!("{}", table(&results));
+    }
+    Ok(())
+}
+
+fn master_bin(given: Option<PathBuf>) -> Result<PathBuf> {
+    match given {
+        Some(path) => Ok(path),
+        None => std::env::current_exe().context("the path of this fleet binary"),
+    }
+}
+
+fn run_offers(args: OffersArgs) -> Result<()> {
+    let options = OfferOptions {
+        fleet: master_bin(args.master_bin)?,
+        agents: args.agents,
+        frameworks: args.frameworks,
+        seconds: args.seconds,
+        agent_resources: args.agent_resources,
+        task_resources: args.task_resources,
+        half_load: !args.no_half_load,
+    };
+    run_with_bar(
+        args.json,
+        |progress| offer_rate::run(&options, progress),
+        offer_rate::table,
+    )
+}
+
+fn run_reports(args: ReportsArgs) -> Result<()> {
+    if args.memory_agents.contains(&0) {
+        bail!("--memory-agents counts must be at least 1");
+    }
+    let options = ReportOptions {
+        fleet: master_bin(args.master_bin)?,
+        agents: args.agents,
+        seconds: args.seconds,
+        tasks: args.tasks,
+        memory_agents: args.memory_agents,
+        memory_report_interval: std::time::Duration::try_from_secs_f64(args.memory_report_interval)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .context("--memory-report-interval must be a positive number of seconds")?,
+        baseline: !args.no_baseline,
+    };
+    run_with_bar(
+        args.json,
+        |progress| report_rate::run(&options, progress),
+        report_rate::table,
+    )
 }
 
 fn run_usage(args: UsageArgs) -> Result<()> {
@@ -99,19 +232,11 @@ fn run_usage(args: UsageArgs) -> Result<()> {
         file_kib: args.file_kib,
         work_dir,
     };
-    let progress = bar(0);
-    let report = usage::run(&options, |done, total, what| {
-        progress.set_length(total);
-        progress.set_position(done);
-        progress.set_message(what.to_owned());
-    })?;
-    progress.finish_and_clear();
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", usage::table(&report));
-    }
-    Ok(())
+    run_with_bar(
+        args.json,
+        |progress| usage::run(&options, progress),
+        usage::table,
+    )
 }
 
 fn run_allocator(args: AllocatorArgs) -> Result<()> {

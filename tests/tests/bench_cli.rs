@@ -1,4 +1,4 @@
-//! `fleet bench usage` and `fleet bench allocator` through the real binary, with tiny
+//! `fleet bench usage`, `allocator` and `reports` through the real binary, with tiny
 //! parameters: they run, print their ratio lines, and `--json` parses with the figures.
 
 use std::process::Command;
@@ -87,5 +87,84 @@ fn bench_allocator_runs_both_allocators_and_charts_them() -> Result<()> {
     let cases = results.as_array().map(Vec::len).unwrap_or(0);
     assert_eq!(cases, 8, "{results:#}");
     assert!(results[0]["speedup_p50"].as_f64().is_some(), "{results:#}");
+    Ok(())
+}
+
+#[test]
+fn bench_reports_streams_into_a_real_master_and_measures_the_baseline() -> Result<()> {
+    let small = [
+        "bench",
+        "reports",
+        "--agents",
+        "20",
+        "--seconds",
+        "1",
+        "--memory-agents",
+        "50",
+    ];
+    let table = fleet(&small)?;
+    assert!(table.contains("reports/s, Fleet / baseline:"), "{table}");
+    assert!(table.contains("Fleet master, rkyv over QUIC"), "{table}");
+    let mut json_args = small.to_vec();
+    json_args.push("--json");
+    let r: Value = serde_json::from_str(&fleet(&json_args)?)?;
+    for side in ["fleet", "baseline"] {
+        let per_second = r[side]["per_second"].as_f64().unwrap_or(0.0);
+        // Twenty agents on loopback: thousands a second, whatever the machine.
+        assert!(per_second > 1_000.0, "{side}: {r:#}");
+        assert!(
+            r[side]["server_cpu_cores"].as_f64().unwrap_or(0.0) > 0.0,
+            "{r:#}"
+        );
+    }
+    assert!(r["ratio"].as_f64().unwrap_or(0.0) > 0.0, "{r:#}");
+    let memory = &r["memory"][0];
+    assert_eq!(memory["agents"], 50, "{r:#}");
+    assert!(
+        memory["rss_bytes"].as_u64() > memory["rss_idle_bytes"].as_u64(),
+        "{r:#}"
+    );
+    Ok(())
+}
+
+#[test]
+fn bench_offers_places_tasks_end_to_end_and_paces_at_half_load() -> Result<()> {
+    let out = fleet(&[
+        "bench",
+        "offers",
+        "--agents",
+        "20",
+        "--frameworks",
+        "2",
+        "--seconds",
+        "1",
+        "--json",
+    ])?;
+    let r: Value = serde_json::from_str(&out)?;
+    let full = &r["full"];
+    let half = &r["half"];
+    assert!(full["launches"].as_u64().unwrap_or(0) > 0, "{r:#}");
+    assert!(half["launches"].as_u64().unwrap_or(0) > 0, "{r:#}");
+    // Every launched task finished and its update reached a framework.
+    assert!(
+        full["updates_per_second"].as_f64().unwrap_or(0.0) > 0.0,
+        "{r:#}"
+    );
+    let paced = half["paced_per_second"].as_f64().unwrap_or(0.0);
+    let full_rate = full["launches_per_second"].as_f64().unwrap_or(0.0);
+    assert!((paced - full_rate / 2.0).abs() <= 1.0, "{r:#}");
+    // Held to half the rate, the frameworks launch no more than that (and a second's
+    // worth of banked tokens).
+    assert!(
+        half["launches"].as_f64().unwrap_or(f64::MAX)
+            <= paced * (half["seconds"].as_f64().unwrap_or(0.0) + 1.0) + 1.0,
+        "{r:#}"
+    );
+    let latency = &full["latency"];
+    assert!(latency["p50_us"].as_f64().unwrap_or(0.0) > 0.0, "{r:#}");
+    assert!(
+        latency["p99_us"].as_f64() >= latency["p50_us"].as_f64(),
+        "{r:#}"
+    );
     Ok(())
 }
