@@ -9,8 +9,8 @@
 //! accept instant travels in the task id, so no table is shared between the two sides).
 //!
 //! Two phases on the same cluster: as fast as it goes, then paced at half that rate (each
-//! framework spends launch tokens from a bucket and declines, with no filter, what it
-//! cannot launch yet), where the latency is read against the target.
+//! framework spends launch tokens from a bucket and holds an offer until it may launch on
+//! it), where the latency is read against the target.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -291,9 +291,11 @@ async fn measure_phase(
     total: u64,
     progress: &mut impl FnMut(u64, u64, &str),
 ) -> Result<Phase, BenchError> {
-    // Warm up (and let a change of pace settle), then start from clean counts.
+    // Warm up (and, after a change of pace, let the queues the faster phase built drain),
+    // then start from clean counts.
     progress(*step, total, &format!("{name}: warming up"));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let settle = if paced.is_some() { 3 } else { 1 };
+    tokio::time::sleep(Duration::from_secs(settle)).await;
     *step += 1;
     if let Ok(mut h) = shared.latency.lock() {
         h.reset();
@@ -540,8 +542,22 @@ async fn drive_framework(
                         n = 1;
                     }
                     let pace = shared.pace.load(Ordering::Relaxed);
-                    if pace > 0 {
-                        n = bucket.take(pace as f64 / frameworks as f64, n);
+                    if pace > 0 && n > 0 {
+                        // Hold the offer until the pace allows a launch, as a scheduler
+                        // with nothing to run yet would; declining it instead would make
+                        // the master re-offer it every cycle.
+                        let rate = pace as f64 / frameworks as f64;
+                        loop {
+                            let k = bucket.take(rate, n);
+                            if k > 0 {
+                                n = k;
+                                break;
+                            }
+                            if shared.stop.load(Ordering::Relaxed) {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_secs_f64(1.0 / rate)).await;
+                        }
                     }
                     let result = if n == 0 {
                         client.decline(vec![offer.id], no_filter).await
@@ -561,11 +577,7 @@ async fn drive_framework(
                             })
                             .collect();
                         client
-                            .accept(
-                                vec![offer.id],
-                                vec![Operation::Launch { tasks }],
-                                no_filter,
-                            )
+                            .accept(vec![offer.id], vec![Operation::Launch { tasks }], no_filter)
                             .await
                     };
                     if result.is_err() {
