@@ -93,8 +93,8 @@ pub struct MemoryPoint {
     /// Registrations that failed (a handshake or an answer lost for 30 s) and were tried
     /// again.
     pub registration_retries: u64,
-    /// Agents whose connection the master dropped (idle for 30 s while it was swamped)
-    /// before the memory was read; printed, not hidden.
+    /// Agents whose report stream failed (their connection was lost) before the memory
+    /// was read; printed, not hidden.
     pub lost_connections: u64,
 }
 
@@ -532,12 +532,13 @@ async fn memory_point(options: &ReportOptions, n: usize) -> Result<MemoryPoint, 
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss = master.rss_bytes()?;
     let admitted = master.counter("agents_registered")?;
+    // Read before the bench closes the connections, which fails writes in flight.
+    let lost = failed.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     close_all(&registered.endpoints, &agents);
     for s in senders {
         s.abort();
     }
-    let lost = failed.load(Ordering::Relaxed);
     if admitted < n as u64 {
         return Err(BenchError::Sim {
             what: "agents".into(),

@@ -23,11 +23,6 @@ pub(super) enum ShellEvent {
         connection: quinn::Connection,
     },
     Input(Input),
-    /// A report frame already validated by the session (`frame::access` succeeded).
-    Report {
-        conn: ConnId,
-        body: AlignedVec,
-    },
     /// An operator call from the HTTP API that changes the cluster; the outcome goes back
     /// on `reply`.
     Operator {
@@ -35,6 +30,17 @@ pub(super) enum ShellEvent {
         reply: tokio::sync::oneshot::Sender<Result<(), String>>,
     },
 }
+
+/// A report frame already validated by the session (`frame::access` succeeded). Reports
+/// travel on a queue of their own, bounded, which the driver reads only when no control
+/// message waits: a registration, a launch or an update never queues behind reports.
+pub(super) struct ReportFrame {
+    pub conn: ConnId,
+    pub body: AlignedVec,
+}
+
+/// Reports queued for the driver before sessions must wait.
+pub(super) const REPORT_QUEUE: usize = 16_384;
 
 /// Operator calls that change the cluster.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +90,7 @@ const TICK: Duration = Duration::from_millis(50);
 pub(super) async fn run(
     mut master: Master,
     mut events: mpsc::UnboundedReceiver<ShellEvent>,
+    mut reports: mpsc::Receiver<ReportFrame>,
     mut published: Publisher,
     mut stop: watch::Receiver<bool>,
     quic: SocketAddr,
@@ -94,7 +101,11 @@ pub(super) async fn run(
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // In order of precedence: stopping, the clock, control messages, then reports.
         tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            _ = ticker.tick() => master.tick(Instant::now(), &mut out),
             ev = events.recv() => {
                 let Some(ev) = ev else { break };
                 let now = Instant::now();
@@ -105,8 +116,16 @@ pub(super) async fn run(
                     if out.len() > 4096 { break; }
                 }
             }
-            _ = ticker.tick() => master.tick(Instant::now(), &mut out),
-            _ = stop.changed() => break,
+            frame = reports.recv() => {
+                let Some(frame) = frame else { break };
+                let now = Instant::now();
+                handle_report(&mut master, frame, now, &mut out);
+                // A batch, then back to the control queue.
+                for _ in 0..256 {
+                    let Ok(frame) = reports.try_recv() else { break };
+                    handle_report(&mut master, frame, now, &mut out);
+                }
+            }
         }
         dispatch(&mut sessions, &mut out);
         let now = Instant::now();
@@ -157,13 +176,14 @@ fn handle(
             };
             let _ = reply.send(result);
         }
-        ShellEvent::Report { conn, body } => {
-            // SAFETY: the session validated this exact buffer with `frame::access::<Report>`
-            // (bytecheck) before sending it here, and it has not been modified since.
-            let report = unsafe { rkyv::access_unchecked::<rkyv::Archived<Report>>(&body) };
-            master.handle_report(conn, report, now, out);
-        }
     }
+}
+
+fn handle_report(master: &mut Master, frame: ReportFrame, now: Instant, out: &mut Vec<Output>) {
+    // SAFETY: the session validated this exact buffer with `frame::access::<Report>`
+    // (bytecheck) before sending it here, and it has not been modified since.
+    let report = unsafe { rkyv::access_unchecked::<rkyv::Archived<Report>>(&frame.body) };
+    master.handle_report(frame.conn, report, now, out);
 }
 
 fn dispatch(sessions: &mut HashMap<ConnId, Session>, out: &mut Vec<Output>) {

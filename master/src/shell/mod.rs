@@ -136,6 +136,7 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
     let (publisher, snapshots) =
         snapshots::channel(Published::new(master.state(), quic_addr, http_addr));
     let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let (reports_tx, reports_rx) = mpsc::channel(driver::REPORT_QUEUE);
     let http_events = events_tx.clone();
 
     let shard_stop = stop_rx.clone();
@@ -154,10 +155,11 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
                 let acceptor = tokio::spawn(quic::accept_loop(
                     endpoint.clone(),
                     events_tx,
+                    reports_tx,
                     shard_stop.clone(),
                 ));
                 driver::run(
-                    master, events_rx, publisher, shard_stop, quic_addr, http_addr,
+                    master, events_rx, reports_rx, publisher, shard_stop, quic_addr, http_addr,
                 )
                 .await;
                 endpoint.close(

@@ -14,7 +14,7 @@ use fleet_proto::stream::{self, StreamError};
 use fleet_proto::tls;
 use tokio::sync::{mpsc, watch};
 
-use super::driver::{Outgoing, ShellEvent};
+use super::driver::{Outgoing, ReportFrame, ShellEvent};
 use super::{ServerConfig, ServerError};
 use crate::core::{ConnId, Input};
 
@@ -62,6 +62,7 @@ pub(super) fn endpoint(
 pub(super) async fn accept_loop(
     endpoint: quinn::Endpoint,
     events: mpsc::UnboundedSender<ShellEvent>,
+    reports: mpsc::Sender<ReportFrame>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -70,10 +71,11 @@ pub(super) async fn accept_loop(
             _ = stop.changed() => return,
         };
         let events = events.clone();
+        let reports = reports.clone();
         tokio::spawn(async move {
             let peer = incoming.remote_address();
             match incoming.await {
-                Ok(conn) => serve_connection(conn, events).await,
+                Ok(conn) => serve_connection(conn, events, reports).await,
                 Err(e) => tracing::warn!(%peer, "QUIC handshake failed: {e}"),
             }
         });
@@ -84,7 +86,11 @@ fn close_conn(conn: &quinn::Connection, code: u32, reason: &str) {
     conn.close(quinn::VarInt::from_u32(code), reason.as_bytes());
 }
 
-async fn serve_connection(conn: quinn::Connection, events: mpsc::UnboundedSender<ShellEvent>) {
+async fn serve_connection(
+    conn: quinn::Connection,
+    events: mpsc::UnboundedSender<ShellEvent>,
+    reports: mpsc::Sender<ReportFrame>,
+) {
     let peer = conn.remote_address();
     let alpn = conn
         .handshake_data()
@@ -101,7 +107,7 @@ async fn serve_connection(conn: quinn::Connection, events: mpsc::UnboundedSender
                 );
                 return;
             }
-            serve_agent(conn, events).await;
+            serve_agent(conn, events, reports).await;
         }
         Some(ALPN_SCHEDULER) => serve_framework(conn, events).await,
         other => {
@@ -145,7 +151,11 @@ fn end_session(
     let _ = events.send(ShellEvent::Input(input));
 }
 
-async fn serve_agent(conn: quinn::Connection, events: mpsc::UnboundedSender<ShellEvent>) {
+async fn serve_agent(
+    conn: quinn::Connection,
+    events: mpsc::UnboundedSender<ShellEvent>,
+    reports_tx: mpsc::Sender<ReportFrame>,
+) {
     let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     let peer = conn.remote_address().to_string();
     let (mut send, mut recv) = match conn.accept_bi().await {
@@ -229,7 +239,15 @@ async fn serve_agent(conn: quinn::Connection, events: mpsc::UnboundedSender<Shel
                         );
                         return;
                     }
-                    let _ = report_events.send(ShellEvent::Report { conn: id, body });
+                    // A full queue holds this stream back (and, through QUIC flow
+                    // control, the agent), never the control messages.
+                    if reports_tx
+                        .send(ReportFrame { conn: id, body })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
                 }
                 Ok(None) => return,
                 Err(e) => {
