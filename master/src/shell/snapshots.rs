@@ -94,3 +94,55 @@ impl Snapshots {
         self.rx.borrow().clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn published() -> Published {
+        let master = crate::core::Master::new(
+            crate::core::MasterConfig::default(),
+            Box::new(crate::registry::InMemoryRegistry::default()),
+        );
+        let addr = "127.0.0.1:5050".parse().unwrap();
+        Published::new(master.state(), addr, addr)
+    }
+
+    #[test]
+    fn nothing_is_copied_until_a_reader_asks_and_then_at_most_every_interval() {
+        let (mut publisher, snapshots) = channel(published());
+        let start = Instant::now();
+        assert!(!publisher.due(start), "nobody asked");
+        // A fresh first copy is served as it is, but it still asks for the next one.
+        assert!(Arc::ptr_eq(
+            &snapshots.fresh_blocking(),
+            &snapshots.rx.borrow().clone()
+        ));
+        assert!(publisher.due(start));
+        publisher.publish(start, published());
+        assert!(!publisher.due(start + PUBLISH_EVERY), "nobody asked since");
+        snapshots.wanted.store(true, Ordering::Release);
+        assert!(!publisher.due(start + PUBLISH_EVERY / 2), "too soon");
+        assert!(publisher.due(start + PUBLISH_EVERY));
+    }
+
+    #[test]
+    fn a_reader_of_a_stale_copy_waits_for_the_next_one() {
+        let (publisher, snapshots) = channel(published());
+        std::thread::sleep(PUBLISH_EVERY + Duration::from_millis(20));
+        let stale = snapshots.rx.borrow().made;
+        let driver = std::thread::spawn(move || {
+            let mut publisher = publisher;
+            // The driver notices the request on its next pass.
+            while !publisher.due(Instant::now()) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            publisher.publish(Instant::now(), published());
+            publisher
+        });
+        let read = snapshots.fresh_blocking();
+        assert!(read.made > stale, "the reader got the stale copy");
+        assert!(read.made.elapsed() < PUBLISH_EVERY);
+        drop(driver.join().unwrap());
+    }
+}
