@@ -32,8 +32,9 @@ pub(super) enum ShellEvent {
 }
 
 /// A report frame already validated by the session (`frame::access` succeeded). Reports
-/// travel on a queue of their own, bounded, which the driver reads only when no control
-/// message waits: a registration, a launch or an update never queues behind reports.
+/// travel on a queue of their own, bounded, which the driver reads when no control
+/// message waits, and a few of after each batch of control messages: a registration, a
+/// launch or an update never queues behind reports, and reports still flow under load.
 pub(super) struct ReportFrame {
     pub conn: ConnId,
     pub body: AlignedVec,
@@ -41,6 +42,9 @@ pub(super) struct ReportFrame {
 
 /// Reports queued for the driver before sessions must wait.
 pub(super) const REPORT_QUEUE: usize = 16_384;
+/// Reports the driver reads after each batch of control messages, when control keeps
+/// coming.
+const REPORTS_PER_CONTROL_BATCH: usize = 64;
 
 /// Operator calls that change the cluster.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,6 +118,12 @@ pub(super) async fn run(
                 while let Ok(ev) = events.try_recv() {
                     handle(&mut master, &mut sessions, ev, now, &mut out);
                     if out.len() > 4096 { break; }
+                }
+                // Control goes first, but never starves reports: they are agents'
+                // heartbeats, and an agent unheard for its timeout is removed.
+                for _ in 0..REPORTS_PER_CONTROL_BATCH {
+                    let Ok(frame) = reports.try_recv() else { break };
+                    handle_report(&mut master, frame, now, &mut out);
                 }
             }
             frame = reports.recv() => {
