@@ -451,10 +451,8 @@ async fn json_rate(
     let mut body_len = 0;
     let mut clients = Vec::new();
     for (i, id) in ids.iter().enumerate() {
-        let mut report = crate::reports::sample_report(options.tasks);
-        report.agent_id = fleet_proto::ids::AgentId::new(id.clone());
-        report.seq = 1;
-        report.total.cpu_time_ns = crate::reports::usage(i as u64).cpu_time_ns;
+        let agent_id = fleet_proto::ids::AgentId::new(id.clone());
+        let report = sim_agents::agent_report(i, &agent_id, 1, options.tasks);
         let body = serde_json::to_vec(&report)?;
         body_len = body.len();
         clients.push(tokio::spawn(post_loop(server.addr, body, stop.clone())));

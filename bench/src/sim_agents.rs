@@ -100,6 +100,18 @@ pub fn agent_endpoint(
     endpoint(ca_pem, Some(identity), ALPN_AGENT)
 }
 
+/// The report simulated agent `index`, registered as `id`, sends: `tasks` busy tasks.
+pub fn agent_report(index: usize, id: &AgentId, seq: u64, tasks: usize) -> Report {
+    let mut report = crate::reports::sample_report(tasks);
+    report.agent_id = id.clone();
+    report.seq = seq;
+    report.total = Usage {
+        cpu_time_ns: usage(index as u64).cpu_time_ns,
+        ..report.total
+    };
+    report
+}
+
 /// One registered simulated agent.
 pub struct SimAgent {
     pub index: usize,
@@ -206,14 +218,7 @@ impl SimAgent {
 
     /// A report of `tasks` busy tasks for this agent, as a real agent would send.
     pub fn report(&self, seq: u64, tasks: usize) -> Report {
-        let mut report = crate::reports::sample_report(tasks);
-        report.agent_id = self.id.clone();
-        report.seq = seq;
-        report.total = Usage {
-            cpu_time_ns: usage(self.index as u64).cpu_time_ns,
-            ..report.total
-        };
-        report
+        agent_report(self.index, &self.id, seq, tasks)
     }
 
     pub fn close(&self) {
