@@ -467,10 +467,12 @@ async fn a_fork_bomb_stays_inside_its_pids_limit() {
         pids_max: Some(40),
         ..Limits::default()
     };
-    // Each copy forks two more and stays; forks past the limit fail (EAGAIN).
+    // Each copy forks two more and stays; forks past the limit fail (EAGAIN). The task's
+    // own process execs into a sleep, which needs no fork: at the limit a copy's `sleep`
+    // may fail to start, and the task must not end (and lose its cgroup) while measured.
     let spec = pool.spec(
         "forkbomb",
-        "b() { b & b & sleep 3; }; b 2>/dev/null",
+        "b() { b & b & sleep 3; }; b 2>/dev/null & exec sleep 5",
         limits,
     );
     pool.executors.launch(spec).unwrap();
