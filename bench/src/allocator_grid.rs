@@ -11,7 +11,7 @@ use fleet_master::allocator::Allocator;
 
 use crate::BenchError;
 use crate::mesos_drf::MesosDrf;
-use crate::sim::{ClusterSpec, SimAllocator, SimCluster, Workload};
+use crate::sim::{ClusterSpec, SimAllocator, SimCluster, SimShards, Workload};
 
 /// The baseline keeps one filter object per (agent, framework) pair in the decline
 /// workload (a `Resources` each, as Mesos does); above this many pairs it is skipped for
@@ -25,10 +25,16 @@ pub struct GridOptions {
     pub agents: Vec<usize>,
     pub frameworks: Vec<usize>,
     pub workloads: Vec<Workload>,
-    /// Timed cycles of Fleet's allocator per case.
+    /// Shard counts to run Fleet's allocator with (1: the single-threaded allocator).
+    pub shards: Vec<usize>,
+    /// Timed cycles of Fleet's allocator per case, at most.
     pub cycles: usize,
-    /// Timed cycles of the baseline per case (it is slower; fewer keep the run short).
+    /// Timed cycles of the baseline per case, at most (it is slower; fewer keep the run
+    /// short).
     pub baseline_cycles: usize,
+    /// A case stops timing once its timed cycles took this long, after at least three
+    /// cycles (one for the baseline), so that big cases keep the run short.
+    pub budget: Duration,
     /// Frameworks are spread over at most this many roles.
     pub max_roles: usize,
     /// Run the Mesos-algorithm baseline too.
@@ -44,8 +50,10 @@ impl Default for GridOptions {
             agents: vec![1_000, 10_000, 50_000],
             frameworks: vec![1, 100, 1_000, 3_000],
             workloads: vec![Workload::DeclineAll, Workload::AcceptPart],
+            shards: vec![1, 2],
             cycles: 20,
             baseline_cycles: 3,
+            budget: Duration::from_secs(4),
             max_roles: 10,
             baseline: true,
             baseline_max_pairs: MAX_BASELINE_DECLINE_PAIRS,
@@ -68,7 +76,7 @@ pub struct CaseResult {
     pub frameworks: usize,
     pub roles: usize,
     pub workload: &'static str,
-    /// Shards the allocator ran with (one: the sharded allocator is not built yet).
+    /// Shards Fleet's allocator ran with (1: single-threaded, no shared table).
     pub shards: usize,
     pub fleet: Option<CycleTimes>,
     pub mesos_baseline: Option<CycleTimes>,
@@ -93,13 +101,21 @@ fn time_cycles<A: SimAllocator>(
     spec: ClusterSpec,
     workload: Workload,
     cycles: usize,
+    min_cycles: usize,
+    budget: Duration,
 ) -> Result<CycleTimes, BenchError> {
     let mut cluster = SimCluster::<A>::prepared(spec, workload)?;
     let mut times = Vec::with_capacity(cycles);
-    for _ in 0..cycles.max(1) {
+    let mut spent = Duration::ZERO;
+    for done in 0..cycles.max(1) {
+        if done >= min_cycles && spent >= budget {
+            break;
+        }
         let start = Instant::now();
         let offers = cluster.cycle();
-        times.push(start.elapsed());
+        let took = start.elapsed();
+        times.push(took);
+        spent += took;
         cluster.answer(offers, workload)?;
     }
     times.sort();
@@ -124,7 +140,7 @@ pub fn run(
         }
     }
     let total = cases.len();
-    let mut results = Vec::with_capacity(total);
+    let mut results = Vec::with_capacity(total * options.shards.len());
     for (i, (workload, agents, frameworks)) in cases.into_iter().enumerate() {
         let roles = options.max_roles.clamp(1, frameworks.max(1));
         let label = format!(
@@ -133,37 +149,59 @@ pub fn run(
         );
         progress(i, total, &label);
         let spec = ClusterSpec::new(agents, frameworks.max(1), roles);
-        let mut result = CaseResult {
-            agents,
-            frameworks,
-            roles,
-            workload: workload.name(),
-            shards: 1,
-            fleet: None,
-            mesos_baseline: None,
-            speedup_p50: None,
-            skipped: None,
-        };
-        let fleet = time_cycles::<Allocator>(spec, workload, options.cycles)?;
-        result.fleet = Some(fleet);
         let pairs = agents.saturating_mul(frameworks);
+        let mut skipped = None;
+        let mut mesos = None;
         if options.baseline
             && workload == Workload::DeclineAll
             && pairs > options.baseline_max_pairs
         {
-            result.skipped = Some(format!(
+            skipped = Some(format!(
                 "baseline skipped: its {pairs} refusal filters (one object per agent and \
                  framework, as in Mesos) exceed the {} this run keeps in memory",
                 options.baseline_max_pairs
             ));
         } else if options.baseline {
-            let mesos = time_cycles::<MesosDrf>(spec, workload, options.baseline_cycles)?;
-            result.speedup_p50 = (fleet.p50_us > 0.0).then(|| mesos.p50_us / fleet.p50_us);
-            result.mesos_baseline = Some(mesos);
+            mesos = Some(time_cycles::<MesosDrf>(
+                spec,
+                workload,
+                options.baseline_cycles,
+                1,
+                options.budget,
+            )?);
         }
-        results.push(result);
+        for &shards in &options.shards {
+            let spec = spec.with_shards(shards.max(1));
+            let fleet = if shards <= 1 {
+                time_cycles::<Allocator>(spec, workload, options.cycles, 3, options.budget)?
+            } else {
+                time_cycles::<SimShards>(spec, workload, options.cycles, 3, options.budget)?
+            };
+            results.push(CaseResult {
+                agents,
+                frameworks,
+                roles,
+                workload: workload.name(),
+                shards: shards.max(1),
+                fleet: Some(fleet),
+                mesos_baseline: mesos,
+                speedup_p50: mesos
+                    .filter(|_| fleet.p50_us > 0.0)
+                    .map(|m| m.p50_us / fleet.p50_us),
+                skipped: skipped.clone(),
+            });
+        }
     }
     Ok(results)
+}
+
+/// A speed-up: whole numbers from 10x, one decimal below (0.6x is slower than the baseline).
+fn ratio(x: f64) -> String {
+    if x >= 10.0 {
+        format!("{x:.0}x")
+    } else {
+        format!("{x:.1}x")
+    }
 }
 
 fn ms(us: f64) -> String {
@@ -207,7 +245,7 @@ pub fn table(results: &[CaseResult]) -> String {
             cell(r.fleet, true),
             cell(r.mesos_baseline, false),
             cell(r.mesos_baseline, true),
-            r.speedup_p50.map_or("-".to_owned(), |x| format!("{x:.0}x")),
+            r.speedup_p50.map_or("-".to_owned(), ratio),
         );
         if let Some(why) = &r.skipped {
             let _ = writeln!(out, "{:>12} {why}", "");
@@ -227,7 +265,13 @@ pub fn svg(results: &[CaseResult]) -> String {
     const BOTTOM: f64 = 50.0;
     let mut series: Vec<(String, Vec<(usize, f64)>)> = Vec::new();
     for r in results {
-        for (name, times) in [("fleet", r.fleet), ("mesos", r.mesos_baseline)] {
+        let fleet = format!("fleet x{}", r.shards);
+        // The baseline is measured once per case: chart it with the first shard count.
+        let baseline = r.shards == results[0].shards;
+        for (name, times) in [
+            (fleet.as_str(), r.fleet),
+            ("mesos", r.mesos_baseline.filter(|_| baseline)),
+        ] {
             let Some(t) = times else { continue };
             let key = format!("{name} {} {}fw", r.workload, r.frameworks);
             match series.iter_mut().find(|(k, _)| *k == key) {
@@ -351,8 +395,13 @@ mod tests {
         };
         let mut seen = 0;
         let results = run(&options, |_, _, _| seen += 1).unwrap();
-        assert_eq!(results.len(), 8);
+        assert_eq!(results.len(), 16, "8 cases with 1 and 2 shards");
         assert_eq!(seen, 8);
+        assert_eq!(
+            results.iter().filter(|r| r.shards == 2).count(),
+            8,
+            "{results:?}"
+        );
         for r in &results {
             assert!(r.fleet.is_some() && r.mesos_baseline.is_some(), "{r:?}");
             assert!(r.speedup_p50.is_some());

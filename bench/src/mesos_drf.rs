@@ -9,8 +9,8 @@
 //!   sorter; a sorter recomputes every client's dominant share and re-sorts when it is
 //!   dirty (after any allocation or recovery), else returns its cached order, as
 //!   `DRFSorter::sort` does;
-//! - per framework: suppressed roles are skipped, the agent's available resources
-//!   allocatable to the role are computed, and the offer filters of (framework, role,
+//! - per framework: suppressed roles are skipped, the agent's available resources (kept
+//!   up to date, as Mesos' `Slave::available`) allocatable to the role are copied, and the offer filters of (framework, role,
 //!   agent) are checked one by one (`isFiltered`: a refused-offer filter hides the offer
 //!   when the refused resources contain it);
 //! - ids and names are strings in hash maps, as Mesos keys its maps by protobuf ids.
@@ -31,8 +31,10 @@ use crate::BenchError;
 
 #[derive(Debug)]
 struct Slave {
-    total: Resources,
     allocated: Resources,
+    /// `total - allocated`, kept up to date as Mesos' `Slave::available` is
+    /// (`updateAvailable`), so the loop copies it rather than computing it.
+    available: Resources,
     activated: bool,
     /// The resources of the last refusal on this agent, shared by the filters that refuse
     /// the same (Mesos copies them into each filter; sharing keeps the per-filter work and
@@ -151,7 +153,7 @@ impl MesosDrf {
         self.slaves.insert(
             id.to_string(),
             Slave {
-                total,
+                available: total,
                 allocated: Resources::new(),
                 activated: true,
                 last_refused: None,
@@ -230,11 +232,7 @@ impl MesosDrf {
                     let Some(slave) = self.slaves.get(slave_id) else {
                         break;
                     };
-                    let available = slave
-                        .total
-                        .checked_sub(&slave.allocated)
-                        .unwrap_or_default()
-                        .allocatable_to(&role);
+                    let available = slave.available.allocatable_to(&role);
                     if !self.allocatable(&available) {
                         continue;
                     }
@@ -244,6 +242,7 @@ impl MesosDrf {
                     let quantities = Quantities::of(&available);
                     if let Some(slave) = self.slaves.get_mut(slave_id) {
                         slave.allocated.add(&available);
+                        slave.available.subtract(&available);
                     }
                     self.role_sorter.allocated(&role, &quantities);
                     if let Some(sorter) = self.framework_sorters.get_mut(&role) {
@@ -315,6 +314,7 @@ impl MesosDrf {
                 slave.allocated
             ))
         })?;
+        slave.available.add(resources);
         let Some(role) = self
             .frameworks
             .get(framework.as_str())

@@ -9,7 +9,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use fleet_master::allocator::{Allocation, Allocator, AllocatorConfig};
+use std::sync::Arc;
+
+use fleet_master::allocator::sharded::{ShardStopped, ThreadedShards, shard_of};
+use fleet_master::allocator::{Allocation, Allocator, AllocatorConfig, AllocatorError};
 
 use crate::mesos_drf::MesosDrf;
 use fleet_proto::ids::{AgentId, FrameworkId};
@@ -34,6 +37,9 @@ pub struct ClusterSpec {
     pub frameworks: usize,
     /// Frameworks are spread round-robin over this many roles.
     pub roles: usize,
+    /// Allocator shards: 1 is the single-threaded allocator; more run
+    /// [`ThreadedShards`], one thread each.
+    pub shards: usize,
 }
 
 impl ClusterSpec {
@@ -42,7 +48,13 @@ impl ClusterSpec {
             agents,
             frameworks,
             roles,
+            shards: 1,
         }
+    }
+
+    pub const fn with_shards(mut self, shards: usize) -> Self {
+        self.shards = shards;
+        self
     }
 }
 
@@ -108,8 +120,9 @@ pub fn agent_resources(i: usize) -> Result<Resources, BenchError> {
 }
 
 /// What the simulation needs of an allocator: Fleet's, or the Mesos-algorithm baseline.
-pub trait SimAllocator {
-    fn new_with(config: AllocatorConfig) -> Self;
+pub trait SimAllocator: Sized {
+    /// An allocator with `shards` shards; one that cannot shard refuses more than one.
+    fn new_with(config: AllocatorConfig, shards: usize) -> Result<Self, BenchError>;
     fn allocation_interval(&self) -> Duration;
     fn add_agent(&mut self, id: &AgentId, total: Resources) -> Result<(), BenchError>;
     fn add_framework(&mut self, id: &FrameworkId, role: String);
@@ -128,11 +141,149 @@ pub trait SimAllocator {
         agent: &AgentId,
         resources: &Resources,
     ) -> Result<(), BenchError>;
+    /// Returns once every queued call took effect (a threaded allocator applies declines
+    /// and recoveries in the background): the answers stay off the clock of the next cycle.
+    fn settle(&mut self) -> Result<(), BenchError> {
+        Ok(())
+    }
+    /// Every framework declines every agent's `resources` (index-aligned with `agents`).
+    fn decline_all(
+        &mut self,
+        frameworks: &[FrameworkId],
+        agents: &[(AgentId, Resources)],
+        refuse: Duration,
+        now: Instant,
+    ) {
+        for framework in frameworks {
+            for (agent, total) in agents {
+                self.decline(framework, agent, total, Some(refuse), now);
+            }
+        }
+    }
+}
+
+/// [`ThreadedShards`] for the simulation: errors of queued recoveries come back from the
+/// next recovery.
+#[derive(Debug)]
+pub struct SimShards {
+    pub shards: ThreadedShards,
+    errors: Vec<AllocatorError>,
+}
+
+impl SimShards {
+    fn stopped(e: ShardStopped) -> BenchError {
+        BenchError::Sim {
+            what: "allocator".to_owned(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+impl SimAllocator for SimShards {
+    fn new_with(config: AllocatorConfig, shards: usize) -> Result<Self, BenchError> {
+        let shards = ThreadedShards::start(config, shards).map_err(|source| BenchError::Io {
+            what: "starting allocator shard threads".to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            shards,
+            errors: Vec::new(),
+        })
+    }
+    fn allocation_interval(&self) -> Duration {
+        self.shards.config().allocation_interval
+    }
+    fn add_agent(&mut self, id: &AgentId, total: Resources) -> Result<(), BenchError> {
+        Ok(self
+            .shards
+            .add_agent(id.clone(), total, vec![])
+            .map_err(Self::stopped)??)
+    }
+    fn add_framework(&mut self, id: &FrameworkId, role: String) {
+        if let Err(e) = self.shards.add_framework(id.clone(), vec![role], vec![]) {
+            panic!("{e}");
+        }
+    }
+    fn allocate(&mut self, now: Instant) -> Vec<Allocation> {
+        match self.shards.allocate(now) {
+            Ok((offers, errors)) => {
+                self.errors.extend(errors);
+                offers
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    fn decline(
+        &mut self,
+        framework: &FrameworkId,
+        agent: &AgentId,
+        resources: &Resources,
+        refuse: Option<Duration>,
+        now: Instant,
+    ) {
+        if let Err(e) = self.shards.decline(
+            framework.clone(),
+            agent.clone(),
+            resources.clone(),
+            refuse,
+            now,
+        ) {
+            panic!("{e}");
+        }
+    }
+    fn recover(
+        &mut self,
+        framework: &FrameworkId,
+        agent: &AgentId,
+        resources: &Resources,
+    ) -> Result<(), BenchError> {
+        if let Some(e) = self.errors.pop() {
+            return Err(e.into());
+        }
+        self.shards
+            .recover(framework.clone(), agent.clone(), resources.clone())
+            .map_err(Self::stopped)
+    }
+    fn settle(&mut self) -> Result<(), BenchError> {
+        self.shards.settle().map_err(Self::stopped)
+    }
+    fn decline_all(
+        &mut self,
+        frameworks: &[FrameworkId],
+        agents: &[(AgentId, Resources)],
+        refuse: Duration,
+        now: Instant,
+    ) {
+        let frameworks = Arc::new(frameworks.to_vec());
+        let agents = Arc::new(agents.to_vec());
+        let count = self.shards.count();
+        let done = self.shards.on_each_shard(move |index, shard| {
+            for (agent, total) in agents.iter().filter(|(a, _)| shard_of(a, count) == index) {
+                for framework in frameworks.iter() {
+                    shard.decline(framework, agent, total, Some(refuse), now);
+                }
+            }
+        });
+        if let Err(e) = done {
+            panic!("{e}");
+        }
+    }
+}
+
+fn unsharded(what: &str, shards: usize) -> Result<(), BenchError> {
+    if shards == 1 {
+        Ok(())
+    } else {
+        Err(BenchError::Option(format!(
+            "{what} runs unsharded; asked for {shards} shards"
+        )))
+    }
 }
 
 impl SimAllocator for Allocator {
-    fn new_with(config: AllocatorConfig) -> Self {
-        Allocator::new(config)
+    fn new_with(config: AllocatorConfig, shards: usize) -> Result<Self, BenchError> {
+        unsharded("the single-threaded allocator", shards)?;
+        Ok(Allocator::new(config))
     }
     fn allocation_interval(&self) -> Duration {
         self.config().allocation_interval
@@ -167,8 +318,9 @@ impl SimAllocator for Allocator {
 }
 
 impl SimAllocator for MesosDrf {
-    fn new_with(config: AllocatorConfig) -> Self {
-        MesosDrf::new(config)
+    fn new_with(config: AllocatorConfig, shards: usize) -> Result<Self, BenchError> {
+        unsharded("the Mesos-algorithm baseline", shards)?;
+        Ok(MesosDrf::new(config))
     }
     fn allocation_interval(&self) -> Duration {
         self.config().allocation_interval
@@ -229,7 +381,7 @@ impl<A: SimAllocator> SimCluster<A> {
                 spec.roles, spec.frameworks
             )));
         }
-        let mut allocator = A::new_with(config);
+        let mut allocator = A::new_with(config, spec.shards)?;
         let mut agents = Vec::with_capacity(spec.agents);
         for i in 0..spec.agents {
             let id = agent_id(i);
@@ -258,7 +410,7 @@ impl<A: SimAllocator> SimCluster<A> {
     pub fn prepared(spec: ClusterSpec, workload: Workload) -> Result<Self, BenchError> {
         let mut cluster = Self::build(spec)?;
         match workload {
-            Workload::DeclineAll => cluster.decline_everything(LONG_REFUSE),
+            Workload::DeclineAll => cluster.decline_everything(LONG_REFUSE)?,
             Workload::AcceptPart => {
                 for _ in 0..=TASK_CYCLES {
                     let offers = cluster.cycle();
@@ -272,13 +424,10 @@ impl<A: SimAllocator> SimCluster<A> {
     /// Every framework declines every agent's whole resources for `refuse`: the filter state
     /// the decline workload reaches after one round per framework, set up directly rather
     /// than through `frameworks` full cycles.
-    pub fn decline_everything(&mut self, refuse: Duration) {
-        for framework in &self.frameworks {
-            for (agent, total) in &self.agents {
-                self.allocator
-                    .decline(framework, agent, total, Some(refuse), self.now);
-            }
-        }
+    pub fn decline_everything(&mut self, refuse: Duration) -> Result<(), BenchError> {
+        self.allocator
+            .decline_all(&self.frameworks, &self.agents, refuse, self.now);
+        self.allocator.settle()
     }
 
     /// One full allocation cycle, one allocation interval after the previous one.
@@ -322,7 +471,7 @@ impl<A: SimAllocator> SimCluster<A> {
                 self.allocator.recover(&framework, &agent, &resources)?;
             }
         }
-        Ok(())
+        self.allocator.settle()
     }
 
     /// Running tasks, over all agents.
@@ -355,7 +504,7 @@ mod tests {
         let first = cluster.cycle();
         assert_eq!(first.len(), 30);
         cluster.answer(first, Workload::DeclineAll).unwrap();
-        cluster.decline_everything(LONG_REFUSE);
+        cluster.decline_everything(LONG_REFUSE).unwrap();
         assert!(cluster.cycle().is_empty());
         cluster.allocator.check_invariants().unwrap();
     }

@@ -113,15 +113,24 @@ struct AllocatorArgs {
     /// Agent counts, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = vec![1_000, 10_000])]
     agents: Vec<usize>,
-    /// Framework counts, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = vec![1, 100])]
+    /// Framework counts, comma-separated. Mesos' grid is agents 1000,10000,50000 x
+    /// frameworks 1,100,1000,3000; the default keeps the run near two minutes and holds
+    /// the 10,000 x 1,000 case.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1, 100, 1_000])]
     frameworks: Vec<usize>,
-    /// Timed cycles of Fleet's allocator per case.
+    /// Shard counts to run Fleet's allocator with, comma-separated (1: single-threaded).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1, 2])]
+    shards: Vec<usize>,
+    /// Timed cycles of Fleet's allocator per case, at most.
     #[arg(long, default_value_t = 20)]
     cycles: usize,
-    /// Timed cycles of the baseline per case.
+    /// Timed cycles of the baseline per case, at most.
     #[arg(long, default_value_t = 3)]
     baseline_cycles: usize,
+    /// Seconds of timed cycles after which a case stops (after 3 cycles, 1 of the
+    /// baseline).
+    #[arg(long, default_value_t = 4.0)]
+    budget: f64,
     /// Skip the Mesos-algorithm baseline.
     #[arg(long)]
     no_baseline: bool,
@@ -240,15 +249,21 @@ fn run_usage(args: UsageArgs) -> Result<()> {
 }
 
 fn run_allocator(args: AllocatorArgs) -> Result<()> {
-    if args.agents.is_empty() || args.frameworks.is_empty() {
-        bail!("--agents and --frameworks need at least one count each");
+    if args.agents.is_empty() || args.frameworks.is_empty() || args.shards.is_empty() {
+        bail!("--agents, --frameworks and --shards need at least one count each");
+    }
+    if let Some(zero) = args.shards.iter().find(|s| **s == 0) {
+        bail!("--shards {zero}: a shard count must be at least 1");
     }
     let options = GridOptions {
         agents: args.agents,
         frameworks: args.frameworks,
         workloads: vec![Workload::DeclineAll, Workload::AcceptPart],
+        shards: args.shards,
         cycles: args.cycles.max(1),
         baseline_cycles: args.baseline_cycles.max(1),
+        budget: std::time::Duration::try_from_secs_f64(args.budget)
+            .with_context(|| format!("--budget {}: not a number of seconds", args.budget))?,
         baseline: !args.no_baseline,
         ..GridOptions::default()
     };

@@ -84,9 +84,19 @@ fn bench_allocator_runs_both_allocators_and_charts_them() -> Result<()> {
     let mut json_args = args.to_vec();
     json_args.push("--json");
     let results: Value = serde_json::from_str(&fleet(&json_args)?)?;
-    let cases = results.as_array().map(Vec::len).unwrap_or(0);
-    assert_eq!(cases, 8, "{results:#}");
+    let rows = results.as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 16, "8 cases with 1 and 2 shards: {results:#}");
     assert!(results[0]["speedup_p50"].as_f64().is_some(), "{results:#}");
+    for shards in [1, 2] {
+        let with = rows.iter().filter(|r| r["shards"] == shards).count();
+        assert_eq!(with, 8, "{shards} shards: {results:#}");
+    }
+    let out = output_within(
+        Command::new(fleet_bin()).args(["bench", "allocator", "--shards", "0"]),
+        Duration::from_secs(30),
+    )?;
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--shards 0"), "{}", text(&out));
     Ok(())
 }
 

@@ -69,6 +69,9 @@ impl Allocator {
             return;
         }
         let quantities = Quantities::of(resources);
+        if let Some(view) = &mut self.shared {
+            view.charge(framework, role, &quantities, 1);
+        }
         let role = role.to_owned();
         self.roles.allocated(&role, &quantities);
         self.role_frameworks
@@ -111,6 +114,9 @@ impl Allocator {
             return;
         }
         let quantities = Quantities::of(resources);
+        if let Some(view) = &mut self.shared {
+            view.charge(framework, role, &quantities, -1);
+        }
         let role = role.to_owned();
         self.roles.unallocated(&role, &quantities);
         if let Some(sorter) = self.role_frameworks.get_mut(&role) {
@@ -131,6 +137,10 @@ impl Allocator {
         };
         if !subscribed && sorter.allocation(framework).is_zero() {
             sorter.remove(framework);
+            if let Some(view) = &mut self.shared {
+                view.drop_client(framework, role);
+                view.invalidate();
+            }
         }
         if sorter.is_empty() {
             self.role_frameworks.remove(role);

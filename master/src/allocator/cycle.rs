@@ -14,10 +14,39 @@ use super::{Allocation, Allocator};
 /// cycle (subscribed, connected, not suppressed there).
 type Eligible = HashMap<String, FrameworkSet>;
 
+/// A full cycle in progress (see [`Allocator::begin_cycle`]).
+#[derive(Debug)]
+pub struct Cycle {
+    ids: Vec<AgentId>,
+    next: usize,
+    now: Instant,
+    eligible: Eligible,
+}
+
+impl Cycle {
+    /// Agents the cycle looks at, in all.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
 impl Allocator {
     /// A full cycle over all active agents. The starting agent rotates from one cycle to the
     /// next so that no agent is always first (Mesos shuffles; this stays deterministic).
     pub fn allocate(&mut self, now: Instant) -> Vec<Allocation> {
+        let mut cycle = self.begin_cycle(now);
+        let mut allocations = Vec::new();
+        while self.step(&mut cycle, &mut allocations) {}
+        allocations
+    }
+
+    /// Starts a full cycle: expires filters and lists the agents to look at, in order.
+    /// [`Allocator::step`] then allocates them one by one; [`Allocator::allocate`] is both.
+    pub fn begin_cycle(&mut self, now: Instant) -> Cycle {
         self.expire_filters(now);
         // Only agents with something to offer that somebody may take: most are fully
         // offered or in use, or were refused by everyone and have not changed since.
@@ -38,15 +67,29 @@ impl Allocator {
             ids.rotate_left(start);
         }
         self.cycles += 1;
-        let mut allocations = Vec::new();
-        if ids.is_empty() {
-            return allocations;
+        let eligible = if ids.is_empty() {
+            Eligible::new()
+        } else {
+            self.eligible()
+        };
+        Cycle {
+            ids,
+            next: 0,
+            now,
+            eligible,
         }
-        let eligible = self.eligible();
-        for id in &ids {
-            self.allocate_agent(id, now, &eligible, &mut allocations);
-        }
-        allocations
+    }
+
+    /// Allocates the cycle's next agent, appending its offers to `out`; false once every
+    /// agent of the cycle was looked at.
+    pub fn step(&mut self, cycle: &mut Cycle, out: &mut Vec<Allocation>) -> bool {
+        let Some(id) = cycle.ids.get(cycle.next) else {
+            return false;
+        };
+        cycle.next += 1;
+        let id = id.clone();
+        self.allocate_agent(&id, cycle.now, &cycle.eligible, out);
+        true
     }
 
     /// A partial cycle over `agents` (unknown ones are skipped), after an event that changed
@@ -110,7 +153,10 @@ impl Allocator {
         let mut available = agent.available.clone();
         let idle_at = (self.epoch, agent.version);
         let before = out.len();
-        let roles = self.roles.sort(&self.total).to_vec();
+        let roles = match &mut self.shared {
+            Some(view) => view.sorted_roles(self.roles.clients(), |role| self.roles.weight(role)),
+            None => self.roles.sort(&self.total).to_vec(),
+        };
         for role in roles {
             let offerable = available.allocatable_to(&role);
             if !self.allocatable(&offerable) {
@@ -132,7 +178,10 @@ impl Allocator {
             let Some(frameworks) = self.role_frameworks.get_mut(&role) else {
                 continue;
             };
-            let order = frameworks.sort(&self.total).to_vec();
+            let order = match &mut self.shared {
+                Some(view) => view.sorted_frameworks(&role, frameworks.clients()),
+                None => frameworks.sort(&self.total).to_vec(),
+            };
             let chosen = order
                 .into_iter()
                 .find(|fw| self.may_offer(fw, &role, id, &offerable, now));

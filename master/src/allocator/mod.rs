@@ -33,8 +33,14 @@
 mod accounting;
 mod cycle;
 pub mod filters;
+pub mod sharded;
+pub mod shared;
 pub mod sorter;
 
+pub use cycle::Cycle;
+
+#[cfg(test)]
+mod fairness;
 #[cfg(test)]
 mod properties;
 #[cfg(test)]
@@ -43,12 +49,14 @@ mod simulation;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fleet_proto::ids::{AgentId, FrameworkId};
 use fleet_proto::resources::{Resources, Scalar};
 
 use filters::{RefusalFilters, refusal_duration};
+use shared::{SharedTable, SharedView, TooManyNames};
 use sorter::{DrfSorter, Quantities};
 
 /// The role Mesos gives a framework that names none.
@@ -116,6 +124,11 @@ pub enum AllocatorError {
         allocated: Resources,
         total: Resources,
     },
+    #[error("agent '{agent}': {source}")]
+    TooManyNames {
+        agent: AgentId,
+        source: TooManyNames,
+    },
 }
 
 /// Dominant shares, for /state and for tests.
@@ -177,6 +190,9 @@ pub struct Allocator {
     /// Bumped whenever a framework may take more than before on any agent (it subscribed,
     /// came back, revived, lost its filters): every idle agent is looked at again.
     epoch: u64,
+    /// For a shard of a sharded allocator: the table of everyone's allocations, which DRF
+    /// orders by instead of this shard's own (see `shared.rs`).
+    shared: Option<SharedView>,
 }
 
 impl Allocator {
@@ -192,7 +208,21 @@ impl Allocator {
             unknown: BTreeMap::new(),
             cycles: 0,
             epoch: 0,
+            shared: None,
         }
+    }
+
+    /// One shard of a sharded allocator: it owns the agents added to it, and orders roles
+    /// and frameworks by what they hold on every shard sharing `table`.
+    pub fn shard(config: AllocatorConfig, table: Arc<SharedTable>) -> Self {
+        let mut allocator = Self::new(config);
+        allocator.shared = Some(SharedView::new(table));
+        allocator
+    }
+
+    /// The shared table, for a shard.
+    pub fn shared_table(&self) -> Option<&Arc<SharedTable>> {
+        self.shared.as_ref().map(|view| view.table())
     }
 
     pub fn config(&self) -> &AllocatorConfig {
@@ -219,8 +249,19 @@ impl Allocator {
                 total,
             });
         }
+        let quantities = Quantities::of(&total);
+        if let Some(view) = &mut self.shared {
+            view.register(&quantities)
+                .map_err(|source| AllocatorError::TooManyNames {
+                    agent: id.clone(),
+                    source,
+                })?;
+        }
         self.remove_agent(&id);
-        self.total.add(&Quantities::of(&total));
+        self.total.add(&quantities);
+        if let Some(view) = &mut self.shared {
+            view.add_total(&quantities, 1);
+        }
         self.total_changed();
         let offerable = total.cpus() > Scalar::default() || total.mem_mb() > Scalar::default();
         self.agents.insert(
@@ -259,6 +300,9 @@ impl Allocator {
             return;
         };
         self.total.subtract(&Quantities::of(&agent.total));
+        if let Some(view) = &mut self.shared {
+            view.add_total(&Quantities::of(&agent.total), -1);
+        }
         self.total_changed();
         for ((framework, role), resources) in &agent.allocations {
             if role == UNKNOWN_ROLE {
@@ -274,6 +318,9 @@ impl Allocator {
             self.roles.unallocated(role, &quantities);
             if let Some(sorter) = self.role_frameworks.get_mut(role) {
                 sorter.unallocated(framework, &quantities);
+            }
+            if let Some(view) = &mut self.shared {
+                view.charge(framework, role, &quantities, -1);
             }
             self.prune(framework, role);
         }
@@ -333,6 +380,10 @@ impl Allocator {
                 .entry(role.clone())
                 .or_default()
                 .add(&id);
+            if let Some(view) = &mut self.shared {
+                view.register_client(&id, role);
+                view.invalidate();
+            }
         }
         if let Some(previous) = previous {
             for role in previous.roles.iter().filter(|r| !ordered.contains(r)) {
@@ -394,6 +445,9 @@ impl Allocator {
             });
         }
         self.roles.set_weight(&role.to_owned(), weight);
+        if let Some(view) = &mut self.shared {
+            view.invalidate();
+        }
         Ok(())
     }
 
@@ -498,6 +552,9 @@ impl Allocator {
 
     /// Every share's denominator changed: the sorters' cached orders are stale.
     fn total_changed(&mut self) {
+        if let Some(view) = &mut self.shared {
+            view.invalidate();
+        }
         self.roles.invalidate();
         for sorter in self.role_frameworks.values_mut() {
             sorter.invalidate();
@@ -514,7 +571,13 @@ impl Allocator {
                 .map(|sorter| {
                     sorter
                         .clients()
-                        .map(|fw| (fw.clone(), sorter.share(fw, &self.total)))
+                        .map(|fw| {
+                            let share = match &self.shared {
+                                Some(view) => view.framework_share(fw, role),
+                                None => sorter.share(fw, &self.total),
+                            };
+                            (fw.clone(), share)
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
@@ -522,12 +585,23 @@ impl Allocator {
                 role.clone(),
                 RoleShare {
                     weight: self.roles.weight(role),
-                    share: self.roles.share(role, &self.total),
+                    share: match &self.shared {
+                        Some(view) => view.role_share(role, self.roles.weight(role)),
+                        None => self.roles.share(role, &self.total),
+                    },
                     frameworks,
                 },
             );
         }
         shares
+    }
+
+    /// What each role holds on this allocator's agents (for a shard: its own part).
+    pub fn role_allocations(&self) -> Vec<(String, Quantities)> {
+        self.roles
+            .clients()
+            .map(|role| (role.clone(), self.roles.allocation(role)))
+            .collect()
     }
 
     /// What is allocated (offered or in use) on `agent`.

@@ -10,7 +10,106 @@ use fleet_proto::ids::{AgentId, FrameworkId};
 use fleet_proto::resources::Resources;
 use proptest::prelude::*;
 
-use super::{Allocation, Allocator, AllocatorConfig};
+use super::sharded::Shards;
+use super::{Allocation, Allocator, AllocatorConfig, AllocatorError};
+
+/// The allocator under test: one [`Allocator`], or [`Shards`] sharing a table.
+trait Subject {
+    fn add_agent(&mut self, id: AgentId, total: Resources) -> Result<(), AllocatorError>;
+    fn remove_agent(&mut self, id: &AgentId);
+    fn deactivate_agent(&mut self, id: &AgentId);
+    fn activate_agent(&mut self, id: &AgentId);
+    fn add_framework(&mut self, id: FrameworkId, roles: Vec<String>);
+    fn remove_framework(&mut self, id: &FrameworkId);
+    fn deactivate_framework(&mut self, id: &FrameworkId);
+    fn activate_framework(&mut self, id: &FrameworkId);
+    fn suppress(&mut self, framework: &FrameworkId, roles: Option<&[String]>);
+    fn revive(&mut self, framework: &FrameworkId);
+    fn allocate(&mut self, now: Instant) -> Vec<Allocation>;
+    fn decline(&mut self, offer: &Allocation, refuse: Duration, now: Instant);
+    fn recover(
+        &mut self,
+        framework: &FrameworkId,
+        agent: &AgentId,
+        resources: &Resources,
+    ) -> Result<(), AllocatorError>;
+    /// Per-agent invariants, and for shards the shared table against the shards.
+    fn check(&self) -> Result<(), String>;
+    fn allocated_on(&self, agent: &AgentId) -> Option<Resources>;
+}
+
+macro_rules! subject {
+    ($type:ty, $check:expr) => {
+        impl Subject for $type {
+            fn add_agent(&mut self, id: AgentId, total: Resources) -> Result<(), AllocatorError> {
+                <$type>::add_agent(self, id, total, vec![])
+            }
+            fn remove_agent(&mut self, id: &AgentId) {
+                <$type>::remove_agent(self, id)
+            }
+            fn deactivate_agent(&mut self, id: &AgentId) {
+                <$type>::deactivate_agent(self, id)
+            }
+            fn activate_agent(&mut self, id: &AgentId) {
+                <$type>::activate_agent(self, id)
+            }
+            fn add_framework(&mut self, id: FrameworkId, roles: Vec<String>) {
+                <$type>::add_framework(self, id, roles, vec![])
+            }
+            fn remove_framework(&mut self, id: &FrameworkId) {
+                <$type>::remove_framework(self, id)
+            }
+            fn deactivate_framework(&mut self, id: &FrameworkId) {
+                <$type>::deactivate_framework(self, id)
+            }
+            fn activate_framework(&mut self, id: &FrameworkId) {
+                <$type>::activate_framework(self, id)
+            }
+            fn suppress(&mut self, framework: &FrameworkId, roles: Option<&[String]>) {
+                <$type>::suppress(self, framework, roles)
+            }
+            fn revive(&mut self, framework: &FrameworkId) {
+                <$type>::revive(self, framework, None)
+            }
+            fn allocate(&mut self, now: Instant) -> Vec<Allocation> {
+                <$type>::allocate(self, now)
+            }
+            fn decline(&mut self, offer: &Allocation, refuse: Duration, now: Instant) {
+                <$type>::decline(
+                    self,
+                    &offer.framework_id,
+                    &offer.agent_id,
+                    &offer.resources,
+                    Some(refuse),
+                    now,
+                )
+            }
+            fn recover(
+                &mut self,
+                framework: &FrameworkId,
+                agent: &AgentId,
+                resources: &Resources,
+            ) -> Result<(), AllocatorError> {
+                <$type>::recover(self, framework, agent, resources)
+            }
+            fn check(&self) -> Result<(), String> {
+                let check: fn(&$type) -> Result<(), String> = $check;
+                check(self)
+            }
+            fn allocated_on(&self, agent: &AgentId) -> Option<Resources> {
+                <$type>::allocated_on(self, agent).cloned()
+            }
+        }
+    };
+}
+
+subject!(Allocator, |a| a
+    .check_invariants()
+    .map_err(|e| e.to_string()));
+subject!(Shards, |s| {
+    s.check_invariants().map_err(|e| e.to_string())?;
+    s.check_table()
+});
 
 const ROLES: [&str; 3] = ["a", "b", "a/x"];
 const SHAPES: [&str; 4] = [
@@ -165,12 +264,11 @@ fn check_offer(model: &Model, offer: &Allocation) -> Result<(), TestCaseError> {
 
 /// Runs one sequence; returns how many offers it saw, and how many of them carried
 /// reserved resources.
-fn run(ops: Vec<Op>) -> Result<(usize, usize), TestCaseError> {
+fn run(ops: Vec<Op>, a: &mut impl Subject) -> Result<(usize, usize), TestCaseError> {
     let mut offers_seen = 0;
     let mut reserved_seen = 0;
     let base = Instant::now();
     let mut now = base;
-    let mut a = Allocator::new(AllocatorConfig::default());
     let mut m = Model::default();
     let task =
         Resources::parse("cpus:0.5;mem:128").map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -182,7 +280,7 @@ fn run(ops: Vec<Op>) -> Result<(usize, usize), TestCaseError> {
                 }
                 let total = Resources::parse(SHAPES[shape])
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
-                a.add_agent(agent_id(agent), total.clone(), vec![])
+                a.add_agent(agent_id(agent), total.clone())
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 m.agents.insert(agent, total);
             }
@@ -199,7 +297,7 @@ fn run(ops: Vec<Op>) -> Result<(usize, usize), TestCaseError> {
                 }
                 let mut names: Vec<String> = roles.iter().map(|r| ROLES[*r].to_owned()).collect();
                 names.dedup();
-                a.add_framework(framework_id(framework), names.clone(), vec![]);
+                a.add_framework(framework_id(framework), names.clone());
                 if names.is_empty() {
                     names.push(super::DEFAULT_ROLE.to_owned());
                 }
@@ -245,7 +343,7 @@ fn run(ops: Vec<Op>) -> Result<(usize, usize), TestCaseError> {
                 }
             }
             Op::Revive { framework } => {
-                a.revive(&framework_id(framework), None);
+                a.revive(&framework_id(framework));
                 if let Some(fw) = m.frameworks.get_mut(&framework) {
                     fw.suppressed.clear();
                 }
@@ -272,13 +370,7 @@ fn run(ops: Vec<Op>) -> Result<(usize, usize), TestCaseError> {
                     Resources::new()
                 };
                 if how == 0 {
-                    a.decline(
-                        &offer.framework_id,
-                        &offer.agent_id,
-                        &offer.resources,
-                        Some(Duration::from_secs(refuse)),
-                        now,
-                    );
+                    a.decline(&offer, Duration::from_secs(refuse), now);
                 }
                 let rest = offer.resources.checked_sub(&keep).unwrap_or_default();
                 a.recover(&offer.framework_id, &offer.agent_id, &rest)
@@ -298,32 +390,26 @@ fn run(ops: Vec<Op>) -> Result<(usize, usize), TestCaseError> {
         }
         // No agent is ever offered or allocated more than it has, and the allocator holds
         // on each agent exactly what the frameworks hold there.
-        a.check_invariants()
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        a.check().map_err(TestCaseError::fail)?;
         for (i, total) in &m.agents {
             let id = agent_id(*i);
             let held = m.held_on(&id);
             prop_assert!(total.contains(&held), "agent {id}: holds {held} of {total}");
-            prop_assert_eq!(
-                a.allocated_on(&id).cloned(),
-                Some(held.clone()),
-                "agent {}",
-                id
-            );
+            prop_assert_eq!(a.allocated_on(&id), Some(held.clone()), "agent {}", id);
         }
     }
     Ok((offers_seen, reserved_seen))
 }
 
-#[test]
-fn offers_respect_totals_roles_reservations_and_suppression() {
+/// Runs 256 random sequences against allocators from `make`.
+fn check_sequences<A: Subject>(make: impl Fn() -> A) {
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: 256,
         ..ProptestConfig::default()
     });
     let offers = std::cell::Cell::new((0usize, 0usize));
     let result = runner.run(&proptest::collection::vec(op(), 1..120), |ops| {
-        let (seen, reserved) = run(ops)?;
+        let (seen, reserved) = run(ops, &mut make())?;
         let (all, with_reserved) = offers.get();
         offers.set((all + seen, with_reserved + reserved));
         Ok(())
@@ -338,4 +424,17 @@ fn offers_respect_totals_roles_reservations_and_suppression() {
         with_reserved > 50,
         "only {with_reserved} offers with reserved resources"
     );
+}
+
+#[test]
+fn offers_respect_totals_roles_reservations_and_suppression() {
+    check_sequences(|| Allocator::new(AllocatorConfig::default()));
+}
+
+/// The same across shards: no agent over-offered on any shard, reservations and
+/// suppression respected, and the shared table equal to the sum of the shards.
+#[test]
+fn sharded_offers_respect_totals_roles_reservations_and_suppression() {
+    check_sequences(|| Shards::new(AllocatorConfig::default(), 2));
+    check_sequences(|| Shards::new(AllocatorConfig::default(), 3));
 }
