@@ -258,11 +258,12 @@ impl SimAllocator for SimShards {
         let agents = Arc::new(agents.to_vec());
         let count = self.shards.count();
         let done = self.shards.on_each_shard(move |index, shard| {
-            for (agent, total) in agents.iter().filter(|(a, _)| shard_of(a, count) == index) {
-                for framework in frameworks.iter() {
-                    shard.decline(framework, agent, total, Some(refuse), now);
-                }
-            }
+            let mine: Vec<(AgentId, Resources)> = agents
+                .iter()
+                .filter(|(a, _)| shard_of(a, count) == index)
+                .cloned()
+                .collect();
+            shard.decline_many(&frameworks, &mine, Some(refuse), now);
         });
         if let Err(e) = done {
             panic!("{e}");
@@ -314,6 +315,15 @@ impl SimAllocator for Allocator {
         resources: &Resources,
     ) -> Result<(), BenchError> {
         Ok(Allocator::recover(self, framework, agent, resources)?)
+    }
+    fn decline_all(
+        &mut self,
+        frameworks: &[FrameworkId],
+        agents: &[(AgentId, Resources)],
+        refuse: Duration,
+        now: Instant,
+    ) {
+        self.decline_many(frameworks, agents, Some(refuse), now);
     }
 }
 

@@ -8,6 +8,21 @@ use std::collections::BTreeMap;
 use fleet_proto::ids::{AgentId, FrameworkId};
 use fleet_proto::messages::agent::AgentInfo;
 use fleet_proto::messages::scheduler::FrameworkInfo;
+use fleet_proto::resources::Resources;
+
+/// A role's quota as the operator set it (UPDATE_QUOTA): scalar guarantees and limits. No
+/// guarantees and no limits is no quota.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct QuotaConfig {
+    pub guarantees: Resources,
+    pub limits: Option<Resources>,
+}
+
+impl QuotaConfig {
+    pub fn is_empty(&self) -> bool {
+        self.guarantees.is_empty() && self.limits.is_none()
+    }
+}
 
 /// One change to the registry.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +47,11 @@ pub enum RegistryOp {
         role: String,
         weight: f64,
     },
+    /// Sets a role's quota; an empty one removes it.
+    SetQuota {
+        role: String,
+        quota: QuotaConfig,
+    },
 }
 
 impl RegistryOp {
@@ -45,6 +65,10 @@ impl RegistryOp {
             RegistryOp::SetWeight { role, weight } => {
                 format!("set weight of role '{role}' to {weight}")
             }
+            RegistryOp::SetQuota { role, quota } if quota.is_empty() => {
+                format!("remove the quota of role '{role}'")
+            }
+            RegistryOp::SetQuota { role, .. } => format!("set the quota of role '{role}'"),
         }
     }
 }
@@ -55,6 +79,7 @@ pub struct RegistryState {
     pub agents: BTreeMap<AgentId, AgentInfo>,
     pub frameworks: BTreeMap<FrameworkId, FrameworkInfo>,
     pub weights: BTreeMap<String, f64>,
+    pub quotas: BTreeMap<String, QuotaConfig>,
 }
 
 impl RegistryState {
@@ -75,6 +100,13 @@ impl RegistryState {
             }
             RegistryOp::SetWeight { role, weight } => {
                 self.weights.insert(role, weight);
+            }
+            RegistryOp::SetQuota { role, quota } => {
+                if quota.is_empty() {
+                    self.quotas.remove(&role);
+                } else {
+                    self.quotas.insert(role, quota);
+                }
             }
         }
     }

@@ -82,10 +82,10 @@ fn malformed_unknown_and_unbuilt_calls_are_refused_clearly() -> Result<()> {
         ([127, 0, 0, 1], port).into(),
         "POST",
         "/api/v1",
-        r#"{"type": "UPDATE_QUOTA"}"#,
+        r#"{"type": "TEARDOWN"}"#,
     )?;
     assert_eq!(status, 501, "{body}");
-    assert!(body.contains("UPDATE_QUOTA"), "{body}");
+    assert!(body.contains("TEARDOWN"), "{body}");
     let (status, body) = http(([127, 0, 0, 1], port).into(), "GET", "/api/v1", "")?;
     assert_eq!(status, 405, "{body}");
     Ok(())

@@ -1,6 +1,7 @@
-//! Role weights set through the operator API (UPDATE_WEIGHTS) decide how one agent is
-//! shared: two frameworks that both want everything, in roles weighted 1 and 3, end up
-//! holding resources in about that proportion.
+//! Role weights and quotas set through the operator API decide how one agent is shared:
+//! two frameworks that both want everything, in roles weighted 1 and 3 (UPDATE_WEIGHTS),
+//! end up holding resources in about that proportion; a role limited to 1 cpu
+//! (UPDATE_QUOTA) never holds more, while another role takes the rest.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -134,6 +135,73 @@ async fn roles_weighted_one_and_three_share_an_agent_one_to_three() -> Result<()
     assert!(
         (2.0..=4.0).contains(&ratio),
         "held resources heavy/light = {ratio:.2}, expected about 3\n{log}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_limit_caps_a_role_and_get_quota_reports_it() -> Result<()> {
+    let mut dev = Dev::start(&["--resources", "cpus:4;mem:4096"])?;
+    let api = |body: &str| http(([127, 0, 0, 1], dev.port).into(), "POST", "/api/v1", body);
+    let (status, body) = api(
+        r#"{"type": "UPDATE_QUOTA", "update_quota": {"quota_configs": [
+            {"role": "light", "guarantees": {"cpus": {"value": 0.5}},
+             "limits": {"cpus": {"value": 1}}}]}}"#,
+    )?;
+    if status != 200 {
+        bail!("UPDATE_QUOTA: HTTP {status}: {body}");
+    }
+    let (status, body) = api(
+        r#"{"type": "UPDATE_QUOTA", "update_quota": {"quota_configs": [
+            {"role": "x", "guarantees": {"cpus": {"value": 3}}, "limits": {"cpus": {"value": 1}}}]}}"#,
+    )?;
+    assert_eq!(
+        status, 400,
+        "a guarantee above its limit was accepted: {body}"
+    );
+    assert!(body.contains("exceeds the limit"), "{body}");
+    let (status, body) = api(r#"{"type": "GET_QUOTA"}"#)?;
+    assert_eq!(status, 200, "{body}");
+    let quota: serde_json::Value = serde_json::from_str(&body)?;
+    let config = &quota["get_quota"]["status"]["configs"][0];
+    assert_eq!(config["role"], "light", "{body}");
+    assert_eq!(config["limits"]["cpus"]["value"], 1.0, "{body}");
+    assert_eq!(config["guarantees"]["cpus"]["value"], 0.5, "{body}");
+
+    let endpoint = dev.endpoint()?;
+    let (light, heavy) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let a = tokio::spawn(framework(
+        endpoint.clone(),
+        "q-light",
+        "light",
+        light.clone(),
+    ));
+    let b = tokio::spawn(framework(endpoint, "q-other", "other", heavy.clone()));
+    let (mut most_light, mut most_other) = (0usize, 0usize);
+    let deadline = tokio::time::Instant::now() + RUN_FOR - Duration::from_secs(1);
+    while tokio::time::Instant::now() < deadline {
+        most_light = most_light.max(light.load(Ordering::SeqCst));
+        most_other = most_other.max(heavy.load(Ordering::SeqCst));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (a, b) = (a.await?, b.await?);
+    let log = dev.log();
+    let (launched_light, launched_other) = (
+        a.with_context(|| log.clone())?,
+        b.with_context(|| log.clone())?,
+    );
+    eprintln!(
+        "most running at once: light {most_light} (limit 4 x cpus:0.25), other {most_other}; \
+         launched: light {launched_light}, other {launched_other}"
+    );
+    assert!(launched_light > 0, "the limited role got nothing\n{log}");
+    assert!(
+        most_light <= 4,
+        "role light held {most_light} tasks of cpus:0.25 at once, over its 1 cpu limit\n{log}"
+    );
+    assert!(
+        most_other >= 8,
+        "the other role never held most of the agent ({most_other} tasks)\n{log}"
     );
     Ok(())
 }

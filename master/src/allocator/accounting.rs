@@ -69,8 +69,11 @@ impl Allocator {
             return;
         }
         let quantities = Quantities::of(resources);
+        let unreserved = Quantities::of_unreserved(resources);
+        self.unreserved_allocated.add(&unreserved);
         if let Some(view) = &mut self.shared {
             view.charge(framework, role, &quantities, 1);
+            view.add_unreserved(&unreserved, true, 1);
         }
         let role = role.to_owned();
         self.roles.allocated(&role, &quantities);
@@ -114,8 +117,11 @@ impl Allocator {
             return;
         }
         let quantities = Quantities::of(resources);
+        let unreserved = Quantities::of_unreserved(resources);
+        self.unreserved_allocated.subtract(&unreserved);
         if let Some(view) = &mut self.shared {
             view.charge(framework, role, &quantities, -1);
+            view.add_unreserved(&unreserved, true, -1);
         }
         let role = role.to_owned();
         self.roles.unallocated(&role, &quantities);

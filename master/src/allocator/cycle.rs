@@ -8,6 +8,7 @@ use fleet_proto::ids::{AgentId, FrameworkId};
 use fleet_proto::resources::Resources;
 
 use super::filters::FrameworkSet;
+use super::quota::Stage;
 use super::{Allocation, Allocator};
 
 /// Per role, the numbers of the frameworks that may be offered resources in it this
@@ -131,8 +132,9 @@ impl Allocator {
         eligible
     }
 
-    /// Stage 2 of Mesos' cycle for one agent: every role, in DRF order. A quota stage would
-    /// call the same loop first over roles below their guarantee.
+    /// Mesos' cycle for one agent: with quotas, stage 1 (roles below their guarantee, in
+    /// DRF order, offered what their guarantee lacks); then stage 2, every role in DRF
+    /// order, keeping headroom for unmet guarantees and cutting offers at limits.
     fn allocate_agent(
         &mut self,
         id: &AgentId,
@@ -157,56 +159,96 @@ impl Allocator {
             Some(view) => view.sorted_roles(self.roles.clients(), |role| self.roles.weight(role)),
             None => self.roles.sort(&self.total).to_vec(),
         };
-        for role in roles {
-            let offerable = available.allocatable_to(&role);
-            if !self.allocatable(&offerable) {
-                continue;
+        let quotas = !self.quotas.is_empty();
+        if quotas {
+            let guaranteed: Vec<&String> = roles
+                .iter()
+                .filter(|r| self.quotas.contains_key(*r))
+                .collect();
+            for role in guaranteed {
+                let offerable = self.shape(&available, role, Stage::Guarantee);
+                if self.offer_in_role(id, role, offerable, now, eligible, &mut available, out)
+                    && !self.allocatable(&available)
+                {
+                    return;
+                }
             }
-            // Skip the role without sorting anyone when every framework that may take
-            // something in it has refused all of this: one bitset test, not one filter
-            // lookup per framework.
-            let Some(candidates) = eligible.get(&role).filter(|c| !c.is_empty()) else {
-                continue;
+        }
+        for role in &roles {
+            let offerable = if quotas {
+                self.shape(&available, role, Stage::Fair)
+            } else {
+                available.allocatable_to(role)
             };
-            if self
-                .filters
-                .refusing(id, &offerable, now)
-                .is_some_and(|refusing| candidates.is_subset(&refusing))
+            if self.offer_in_role(id, role, offerable, now, eligible, &mut available, out)
+                && !self.allocatable(&available)
             {
-                continue;
-            }
-            let Some(frameworks) = self.role_frameworks.get_mut(&role) else {
-                continue;
-            };
-            let order = match &mut self.shared {
-                Some(view) => view.sorted_frameworks(&role, frameworks.clients()),
-                None => frameworks.sort(&self.total).to_vec(),
-            };
-            let chosen = order
-                .into_iter()
-                .find(|fw| self.may_offer(fw, &role, id, &offerable, now));
-            let Some(framework) = chosen else {
-                continue;
-            };
-            self.track(&framework, &role, id, &offerable);
-            available = available.checked_sub(&offerable).unwrap_or_default();
-            out.push(Allocation {
-                framework_id: framework,
-                role,
-                agent_id: id.clone(),
-                resources: offerable,
-            });
-            if !self.allocatable(&available) {
                 break;
             }
         }
+        // With quotas, whether an agent may be offered also depends on what is held
+        // elsewhere (headroom, limits): never memoise it as idle then.
         if out.len() == before
+            && !quotas
             && let Some(agent) = self.agents.get_mut(id)
         {
             // Nobody may take it now; nothing will change that until the agent's resources
             // or filters change (its version) or a framework may take more (the epoch).
             agent.idle_at = Some(idle_at);
         }
+    }
+
+    /// Offers `offerable` on agent `id` to the first framework of `role`, in DRF order,
+    /// that may take it; true if one did (`available` and `out` then show it).
+    #[allow(clippy::too_many_arguments)]
+    fn offer_in_role(
+        &mut self,
+        id: &AgentId,
+        role: &str,
+        offerable: Resources,
+        now: Instant,
+        eligible: &Eligible,
+        available: &mut Resources,
+        out: &mut Vec<Allocation>,
+    ) -> bool {
+        if !self.allocatable(&offerable) {
+            return false;
+        }
+        // Skip the role without sorting anyone when every framework that may take
+        // something in it has refused all of this: one bitset test, not one filter
+        // lookup per framework.
+        let Some(candidates) = eligible.get(role).filter(|c| !c.is_empty()) else {
+            return false;
+        };
+        if self
+            .filters
+            .refusing(id, &offerable, now)
+            .is_some_and(|refusing| candidates.is_subset(&refusing))
+        {
+            return false;
+        }
+        let Some(frameworks) = self.role_frameworks.get_mut(role) else {
+            return false;
+        };
+        let order = match &mut self.shared {
+            Some(view) => view.sorted_frameworks(role, frameworks.clients()),
+            None => frameworks.sort(&self.total).to_vec(),
+        };
+        let chosen = order
+            .into_iter()
+            .find(|fw| self.may_offer(fw, role, id, &offerable, now));
+        let Some(framework) = chosen else {
+            return false;
+        };
+        self.track(&framework, role, id, &offerable);
+        *available = available.checked_sub(&offerable).unwrap_or_default();
+        out.push(Allocation {
+            framework_id: framework,
+            role: role.to_owned(),
+            agent_id: id.clone(),
+            resources: offerable,
+        });
+        true
     }
 
     /// Whether `framework` may be offered `offerable` on `agent` for `role` now: it is

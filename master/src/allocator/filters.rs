@@ -145,26 +145,60 @@ impl RefusalFilters {
         duration: Duration,
         interval: Duration,
     ) {
+        self.add_many(
+            std::slice::from_ref(framework),
+            agent,
+            resources,
+            now,
+            duration,
+            interval,
+        );
+    }
+
+    /// [`RefusalFilters::add`] for several frameworks refusing the same resources on one
+    /// agent at once (one group lookup for all of them).
+    pub fn add_many(
+        &mut self,
+        frameworks: &[FrameworkId],
+        agent: &AgentId,
+        resources: &Resources,
+        now: Instant,
+        duration: Duration,
+        interval: Duration,
+    ) {
+        let mut set = FrameworkSet::default();
+        for framework in frameworks {
+            set.insert(self.number(framework));
+        }
+        self.add_set(&set, agent, resources, now, duration, interval);
+    }
+
+    /// [`RefusalFilters::add_many`] for frameworks already numbered (see
+    /// [`RefusalFilters::number`]), so that one set serves many agents.
+    pub fn add_set(
+        &mut self,
+        frameworks: &FrameworkSet,
+        agent: &AgentId,
+        resources: &Resources,
+        now: Instant,
+        duration: Duration,
+        interval: Duration,
+    ) {
         let Some(expires) = now.checked_add(duration) else {
             return;
         };
         let expires = self.on_grid(expires, duration, interval);
-        let number = self.number(framework);
         let groups = self.by_agent.entry(agent.clone()).or_default();
         match groups
             .iter_mut()
             .find(|g| g.expires == expires && g.resources == *resources)
         {
-            Some(group) => group.frameworks.insert(number),
-            None => {
-                let mut frameworks = FrameworkSet::default();
-                frameworks.insert(number);
-                groups.push(Group {
-                    resources: resources.clone(),
-                    expires,
-                    frameworks,
-                });
-            }
+            Some(group) => group.frameworks.union_with(frameworks),
+            None => groups.push(Group {
+                resources: resources.clone(),
+                expires,
+                frameworks: frameworks.clone(),
+            }),
         }
         self.next_expiry = Some(self.next_expiry.map_or(expires, |next| next.min(expires)));
     }

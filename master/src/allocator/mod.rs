@@ -26,13 +26,17 @@
 //!   framework while the refused resources contain everything it would be offered there, for
 //!   `max(refuse, allocation_interval)`. REVIVE, with or without roles, clears all of the
 //!   framework's filters and unsuppresses the named roles.
-//! - Quotas are not implemented. The cycle is written as Mesos' stage 2 ("everyone, in DRF
-//!   order"); a quota stage 1 would run the same per-agent step first, over roles below their
-//!   guarantee, and stage 2 would then keep headroom for unmet guarantees.
+//! - Quotas (`quota.rs`): per role a guarantee and a limit. With quotas set, each agent's
+//!   step runs Mesos' stage 1 (roles below their guarantee, offered what it lacks) before
+//!   stage 2 (everyone, in DRF order), which keeps headroom for unmet guarantees; limits
+//!   cut every offer. Without quotas the step is stage 2 alone.
+//! - Sharding (`shared.rs`, `sharded.rs`): shards own agents and order clients by the
+//!   whole cluster's allocations, read from a shared table of atomic counters.
 
 mod accounting;
 mod cycle;
 pub mod filters;
+pub mod quota;
 pub mod sharded;
 pub mod shared;
 pub mod sorter;
@@ -124,6 +128,8 @@ pub enum AllocatorError {
         allocated: Resources,
         total: Resources,
     },
+    #[error("invalid quota for role '{role}': {reason}")]
+    InvalidQuota { role: String, reason: String },
     #[error("agent '{agent}': {source}")]
     TooManyNames {
         agent: AgentId,
@@ -193,6 +199,12 @@ pub struct Allocator {
     /// For a shard of a sharded allocator: the table of everyone's allocations, which DRF
     /// orders by instead of this shard's own (see `shared.rs`).
     shared: Option<SharedView>,
+    /// Quotas by role (see `quota.rs`).
+    quotas: BTreeMap<String, quota::Quota>,
+    /// Unreserved resources on this allocator's agents, and how much of them roles hold
+    /// (resources of frameworks whose role is not known yet are not counted).
+    unreserved_total: Quantities,
+    unreserved_allocated: Quantities,
 }
 
 impl Allocator {
@@ -209,6 +221,9 @@ impl Allocator {
             cycles: 0,
             epoch: 0,
             shared: None,
+            quotas: BTreeMap::new(),
+            unreserved_total: Quantities::default(),
+            unreserved_allocated: Quantities::default(),
         }
     }
 
@@ -259,7 +274,10 @@ impl Allocator {
         }
         self.remove_agent(&id);
         self.total.add(&quantities);
+        let unreserved = Quantities::of_unreserved(&total);
+        self.unreserved_total.add(&unreserved);
         if let Some(view) = &mut self.shared {
+            view.add_unreserved(&unreserved, false, 1);
             view.add_total(&quantities, 1);
         }
         self.total_changed();
@@ -300,7 +318,10 @@ impl Allocator {
             return;
         };
         self.total.subtract(&Quantities::of(&agent.total));
+        let unreserved = Quantities::of_unreserved(&agent.total);
+        self.unreserved_total.subtract(&unreserved);
         if let Some(view) = &mut self.shared {
+            view.add_unreserved(&unreserved, false, -1);
             view.add_total(&Quantities::of(&agent.total), -1);
         }
         self.total_changed();
@@ -319,8 +340,11 @@ impl Allocator {
             if let Some(sorter) = self.role_frameworks.get_mut(role) {
                 sorter.unallocated(framework, &quantities);
             }
+            let unreserved = Quantities::of_unreserved(resources);
+            self.unreserved_allocated.subtract(&unreserved);
             if let Some(view) = &mut self.shared {
                 view.charge(framework, role, &quantities, -1);
+                view.add_unreserved(&unreserved, true, -1);
             }
             self.prune(framework, role);
         }
@@ -501,14 +525,56 @@ impl Allocator {
         }
     }
 
+    /// DECLINEs by several frameworks of the whole offers on several agents (`(agent,
+    /// resources)`), as after an offer round where all of them declined; unknown
+    /// frameworks and agents are skipped. One call sets up what one DECLINE per framework
+    /// and agent would.
+    pub fn decline_many(
+        &mut self,
+        frameworks: &[FrameworkId],
+        offers: &[(AgentId, Resources)],
+        refuse: Option<Duration>,
+        now: Instant,
+    ) {
+        let interval = self.config.allocation_interval;
+        let Some(duration) = refusal_duration(refuse, self.config.default_refuse, interval) else {
+            return;
+        };
+        let mut set = filters::FrameworkSet::default();
+        for framework in frameworks
+            .iter()
+            .filter(|f| self.frameworks.contains_key(*f))
+        {
+            set.insert(self.filters.number(framework));
+        }
+        for (agent, resources) in offers.iter().filter(|(a, _)| self.agents.contains_key(a)) {
+            self.filters
+                .add_set(&set, agent, resources, now, duration, interval);
+        }
+    }
+
     /// Gives back resources allocated to `framework` on `agent`: an offer declined, rescinded
     /// or partly used, or a task that ended. Resources on an agent already removed were
     /// recovered with it and are ignored. Resources held in several roles of the framework
-    /// are taken from its roles in name order. Fails, changing nothing, if the framework does
-    /// not hold all of `resources` on the agent.
+    /// are taken from its roles in name order (see [`Allocator::recover_in`] to say which).
+    /// Fails, changing nothing, if the framework does not hold all of `resources` on the
+    /// agent.
     pub fn recover(
         &mut self,
         framework: &FrameworkId,
+        agent: &AgentId,
+        resources: &Resources,
+    ) -> Result<(), AllocatorError> {
+        self.recover_in(framework, None, agent, resources)
+    }
+
+    /// [`Allocator::recover`], taking the resources from `role` first when given (the
+    /// role the offer or task was allocated in), so that a multi-role framework's roles
+    /// are credited what they were charged.
+    pub fn recover_in(
+        &mut self,
+        framework: &FrameworkId,
+        role: Option<&str>,
         agent: &AgentId,
         resources: &Resources,
     ) -> Result<(), AllocatorError> {
@@ -518,10 +584,15 @@ impl Allocator {
         let mut held = Resources::new();
         let mut pieces: Vec<(String, Resources)> = Vec::new();
         let mut remaining = resources.clone();
-        for ((holder, role), allocation) in &state.allocations {
-            if holder != framework {
-                continue;
-            }
+        let mut mine: Vec<(&String, &Resources)> = state
+            .allocations
+            .iter()
+            .filter(|((holder, _), _)| holder == framework)
+            .map(|((_, r), allocation)| (r, allocation))
+            .collect();
+        // Stable: the named role first, the others in name order.
+        mine.sort_by_key(|(r, _)| Some(r.as_str()) != role);
+        for (held_role, allocation) in mine {
             held.add(allocation);
             if remaining.is_empty() {
                 continue;
@@ -533,7 +604,7 @@ impl Allocator {
             piece.subtract(&uncovered);
             remaining = uncovered;
             if !piece.is_empty() {
-                pieces.push((role.clone(), piece));
+                pieces.push((held_role.clone(), piece));
             }
         }
         if !remaining.is_empty() {

@@ -10,6 +10,7 @@ use fleet_proto::ids::{AgentId, FrameworkId};
 use fleet_proto::resources::Resources;
 use proptest::prelude::*;
 
+use super::quota::Quota;
 use super::sharded::Shards;
 use super::{Allocation, Allocator, AllocatorConfig, AllocatorError};
 
@@ -27,15 +28,18 @@ trait Subject {
     fn revive(&mut self, framework: &FrameworkId);
     fn allocate(&mut self, now: Instant) -> Vec<Allocation>;
     fn decline(&mut self, offer: &Allocation, refuse: Duration, now: Instant);
+    /// Recovery in the role the resources were offered in.
     fn recover(
         &mut self,
         framework: &FrameworkId,
+        role: &str,
         agent: &AgentId,
         resources: &Resources,
     ) -> Result<(), AllocatorError>;
     /// Per-agent invariants, and for shards the shared table against the shards.
     fn check(&self) -> Result<(), String>;
     fn allocated_on(&self, agent: &AgentId) -> Option<Resources>;
+    fn set_quota(&mut self, role: &str, quota: Quota) -> Result<(), AllocatorError>;
 }
 
 macro_rules! subject {
@@ -87,10 +91,11 @@ macro_rules! subject {
             fn recover(
                 &mut self,
                 framework: &FrameworkId,
+                role: &str,
                 agent: &AgentId,
                 resources: &Resources,
             ) -> Result<(), AllocatorError> {
-                <$type>::recover(self, framework, agent, resources)
+                <$type>::recover_in(self, framework, Some(role), agent, resources)
             }
             fn check(&self) -> Result<(), String> {
                 let check: fn(&$type) -> Result<(), String> = $check;
@@ -98,6 +103,9 @@ macro_rules! subject {
             }
             fn allocated_on(&self, agent: &AgentId) -> Option<Resources> {
                 <$type>::allocated_on(self, agent).cloned()
+            }
+            fn set_quota(&mut self, role: &str, quota: Quota) -> Result<(), AllocatorError> {
+                <$type>::set_quota(self, role, quota)
             }
         }
     };
@@ -165,6 +173,11 @@ enum Op {
     },
     /// End the oldest running task.
     EndTask,
+    /// Limit a role's cpus (0: remove its quota).
+    Limit {
+        role: usize,
+        cpus: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -184,6 +197,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (0..4u64).prop_map(|seconds| Op::Allocate { seconds }),
         5 => (0..3u8, 0..10u64).prop_map(|(how, refuse)| Op::Answer { how, refuse }),
         2 => Just(Op::EndTask),
+        1 => (0..ROLES.len(), 0..8u8).prop_map(|(role, cpus)| Op::Limit { role, cpus }),
     ]
 }
 
@@ -208,7 +222,9 @@ struct Model {
     frameworks: BTreeMap<usize, FrameworkModel>,
     agents: BTreeMap<usize, Resources>,
     offers: Vec<Allocation>,
-    tasks: Vec<(FrameworkId, AgentId, Resources)>,
+    tasks: Vec<(FrameworkId, AgentId, Resources, String)>,
+    /// Cpu limits by role, in milli-cpus.
+    limits: BTreeMap<String, i64>,
 }
 
 impl Model {
@@ -217,21 +233,29 @@ impl Model {
         for o in self.offers.iter().filter(|o| o.agent_id == *agent) {
             sum.add(&o.resources);
         }
-        for (_, a, r) in self.tasks.iter().filter(|(_, a, _)| a == agent) {
+        for (_, a, r, _) in self.tasks.iter().filter(|(_, a, _, _)| a == agent) {
             let _ = a;
             sum.add(r);
         }
         sum
     }
 
+    /// Milli-cpus `role` holds in offers and tasks.
+    fn cpus_of(&self, role: &str) -> i64 {
+        let offers = self.offers.iter().filter(|o| o.role == role);
+        let tasks = self.tasks.iter().filter(|t| t.3 == role);
+        offers.map(|o| o.resources.cpus().milli()).sum::<i64>()
+            + tasks.map(|t| t.2.cpus().milli()).sum::<i64>()
+    }
+
     fn forget_agent(&mut self, agent: &AgentId) {
         self.offers.retain(|o| o.agent_id != *agent);
-        self.tasks.retain(|(_, a, _)| a != agent);
+        self.tasks.retain(|(_, a, _, _)| a != agent);
     }
 
     fn forget_framework(&mut self, framework: &FrameworkId) {
         self.offers.retain(|o| o.framework_id != *framework);
-        self.tasks.retain(|(f, _, _)| f != framework);
+        self.tasks.retain(|(f, _, _, _)| f != framework);
     }
 }
 
@@ -350,7 +374,22 @@ fn run(ops: Vec<Op>, a: &mut impl Subject) -> Result<(usize, usize), TestCaseErr
             }
             Op::Allocate { seconds } => {
                 now += Duration::from_secs(seconds);
-                for offer in a.allocate(now) {
+                let offers = a.allocate(now);
+                // No offer takes a role past its cpu limit (a role already past a limit
+                // set later gets no more cpus).
+                for (role, limit) in &m.limits {
+                    let before = m.cpus_of(role);
+                    let offered: i64 = offers
+                        .iter()
+                        .filter(|o| o.role == *role)
+                        .map(|o| o.resources.cpus().milli())
+                        .sum();
+                    prop_assert!(
+                        offered <= (limit - before).max(0),
+                        "role {role} held {before} milli-cpus, limit {limit}, offered {offered}"
+                    );
+                }
+                for offer in offers {
                     check_offer(&m, &offer)?;
                     offers_seen += 1;
                     if offer.resources.unreserved() != offer.resources {
@@ -373,18 +412,36 @@ fn run(ops: Vec<Op>, a: &mut impl Subject) -> Result<(usize, usize), TestCaseErr
                     a.decline(&offer, Duration::from_secs(refuse), now);
                 }
                 let rest = offer.resources.checked_sub(&keep).unwrap_or_default();
-                a.recover(&offer.framework_id, &offer.agent_id, &rest)
+                a.recover(&offer.framework_id, &offer.role, &offer.agent_id, &rest)
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
                 if !keep.is_empty() {
-                    m.tasks.push((offer.framework_id, offer.agent_id, keep));
+                    m.tasks
+                        .push((offer.framework_id, offer.agent_id, keep, offer.role));
+                }
+            }
+            Op::Limit { role, cpus } => {
+                let role = ROLES[role].to_owned();
+                let quota = if cpus == 0 {
+                    Quota::default()
+                } else {
+                    let limit = Resources::parse(&format!("cpus:{cpus}"))
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    Quota::new(&Resources::new(), Some(&limit))
+                };
+                a.set_quota(&role, quota)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                if cpus == 0 {
+                    m.limits.remove(&role);
+                } else {
+                    m.limits.insert(role, i64::from(cpus) * 1_000);
                 }
             }
             Op::EndTask => {
                 if m.tasks.is_empty() {
                     continue;
                 }
-                let (framework, agent, resources) = m.tasks.remove(0);
-                a.recover(&framework, &agent, &resources)
+                let (framework, agent, resources, role) = m.tasks.remove(0);
+                a.recover(&framework, &role, &agent, &resources)
                     .map_err(|e| TestCaseError::fail(e.to_string()))?;
             }
         }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use fleet_proto::ids::{AgentId, FrameworkId};
 use fleet_proto::resources::Resources;
 
+use super::quota::Quota;
 use super::shared::SharedTable;
 use super::sorter::Quantities;
 use super::{Allocation, Allocator, AllocatorConfig, AllocatorError, Shares};
@@ -126,6 +127,17 @@ impl Shards {
         self.each(|shard| shard.suppress(framework, roles));
     }
 
+    pub fn set_quota(&mut self, role: &str, quota: Quota) -> Result<(), AllocatorError> {
+        self.shards
+            .iter_mut()
+            .try_for_each(|shard| shard.set_quota(role, quota.clone()))
+    }
+
+    /// What `role` holds over all shards.
+    pub fn consumed(&self, role: &str) -> Quantities {
+        self.shards[0].consumed(role)
+    }
+
     pub fn revive(&mut self, framework: &FrameworkId, roles: Option<&[String]>) {
         self.each(|shard| shard.revive(framework, roles));
     }
@@ -149,6 +161,17 @@ impl Shards {
         resources: &Resources,
     ) -> Result<(), AllocatorError> {
         self.owner(agent).recover(framework, agent, resources)
+    }
+
+    pub fn recover_in(
+        &mut self,
+        framework: &FrameworkId,
+        role: Option<&str>,
+        agent: &AgentId,
+        resources: &Resources,
+    ) -> Result<(), AllocatorError> {
+        self.owner(agent)
+            .recover_in(framework, role, agent, resources)
     }
 
     /// A full cycle on every shard, interleaved agent by agent.
@@ -423,6 +446,15 @@ impl ThreadedShards {
         self.on_all(move |s| s.allocator.remove_framework(&id))?;
         self.table.forget_framework(&forget);
         Ok(())
+    }
+
+    pub fn set_quota(
+        &self,
+        role: String,
+        quota: Quota,
+    ) -> Result<Result<(), AllocatorError>, ShardStopped> {
+        let answers = self.on_all(move |s| s.allocator.set_quota(&role, quota.clone()))?;
+        Ok(answers.into_iter().collect())
     }
 
     pub fn set_weight(

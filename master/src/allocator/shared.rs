@@ -62,6 +62,10 @@ struct Registry {
 #[derive(Debug, Default)]
 pub struct SharedTable {
     total: Counters,
+    /// Unreserved resources over all agents, and how much of them is allocated: what
+    /// quota headroom is computed from.
+    unreserved_total: Counters,
+    unreserved_allocated: Counters,
     /// Bumped after every change of a counter: a shard whose cached order was computed at
     /// an older version sorts again.
     version: AtomicU64,
@@ -256,6 +260,43 @@ impl SharedView {
             }
         }
         self.table.bump();
+    }
+
+    /// Adds (`sign` 1) or removes (`sign` -1) `quantities` of unreserved resources to the
+    /// cluster's unreserved total (`allocated` false) or to what is allocated of it.
+    pub(super) fn add_unreserved(&mut self, quantities: &Quantities, allocated: bool, sign: i64) {
+        let counters = if allocated {
+            &self.table.unreserved_allocated
+        } else {
+            &self.table.unreserved_total
+        };
+        for (name, milli) in quantities.iter() {
+            if let Some(&slot) = self.slots.get(name) {
+                counters.add(slot, sign * milli);
+            }
+        }
+    }
+
+    /// Unreserved resources nobody holds, over all shards.
+    pub(super) fn unreserved_free(&self) -> Quantities {
+        let mut free = Quantities::default();
+        for (name, &slot) in &self.slots {
+            let milli =
+                self.table.unreserved_total.get(slot) - self.table.unreserved_allocated.get(slot);
+            free.set(name, milli.max(0));
+        }
+        free
+    }
+
+    /// What `role` holds over all shards.
+    pub(super) fn role_quantities(&self, role: &str) -> Quantities {
+        let mut held = Quantities::default();
+        if let Some(counters) = self.roles.get(role) {
+            for (name, &slot) in &self.slots {
+                held.set(name, counters.get(slot).max(0));
+            }
+        }
+        held
     }
 
     /// Charges (`sign` 1) or credits (`sign` -1) `framework` in `role`, and `role`.

@@ -29,6 +29,27 @@ impl Quantities {
         quantities
     }
 
+    /// The scalar part of the unreserved entries of `resources`.
+    pub fn of_unreserved(resources: &Resources) -> Self {
+        let mut quantities = Self::default();
+        for resource in resources.iter().filter(|r| !r.is_reserved()) {
+            if let Value::Scalar(value) = &resource.value {
+                let entry = quantities.0.entry(resource.name.clone()).or_default();
+                *entry = entry.saturating_add(value.milli());
+            }
+        }
+        quantities
+    }
+
+    /// Sets `name` to `milli` (dropping it at zero).
+    pub fn set(&mut self, name: &str, milli: i64) {
+        if milli == 0 {
+            self.0.remove(name);
+        } else {
+            self.0.insert(name.to_owned(), milli);
+        }
+    }
+
     pub fn get(&self, name: &str) -> i64 {
         self.0.get(name).copied().unwrap_or_default()
     }

@@ -194,6 +194,8 @@ pub struct Master {
     allocate_agents: BTreeSet<AgentId>,
     timers: Timers,
     counters: Counters,
+    /// Quotas as set (also in the registry), for /state and GET_QUOTA.
+    quotas: BTreeMap<String, crate::registry::QuotaConfig>,
 }
 
 impl std::fmt::Debug for Master {
@@ -217,6 +219,11 @@ impl Master {
                 tracing::warn!("ignoring weight from the registry: {e}");
             }
         }
+        for (role, config) in &snapshot.quotas {
+            if let Err(e) = allocator.set_quota(role, operator::allocator_quota(config)) {
+                tracing::warn!("ignoring quota from the registry: {e}");
+            }
+        }
         let mut master = Self {
             config,
             registry,
@@ -234,6 +241,7 @@ impl Master {
             allocate_agents: BTreeSet::new(),
             timers: Timers::default(),
             counters: Counters::default(),
+            quotas: snapshot.quotas,
         };
         for (id, info) in snapshot.frameworks {
             master.recover_framework(id, Some(info));

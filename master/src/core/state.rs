@@ -24,6 +24,8 @@ pub struct MasterState {
     pub recovered_agents: Vec<AgentId>,
     pub outstanding_offers: usize,
     pub shares: Shares,
+    /// Quotas by role, as set.
+    pub quotas: std::collections::BTreeMap<String, crate::registry::QuotaConfig>,
     pub counters: Counters,
 }
 
@@ -133,6 +135,7 @@ impl Master {
             recovered_agents: self.recovered_agents.keys().cloned().collect(),
             outstanding_offers: self.offers.len(),
             shares,
+            quotas: self.quotas.clone(),
             counters: self.counters.clone(),
         }
     }

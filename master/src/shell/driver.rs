@@ -50,6 +50,7 @@ const REPORTS_PER_CONTROL_BATCH: usize = 64;
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum OperatorChange {
     UpdateWeights(Vec<(String, f64)>),
+    UpdateQuota(Vec<(String, crate::registry::QuotaConfig)>),
 }
 
 /// From the driver to one session's writer. Boxed: each session's queue allocates its
@@ -113,10 +114,10 @@ pub(super) async fn run(
             ev = events.recv() => {
                 let Some(ev) = ev else { break };
                 let now = Instant::now();
-                handle(&mut master, &mut sessions, ev, now, &mut out);
+                handle(&mut master, &mut sessions, &published, ev, now, &mut out);
                 // Drain what is queued before dispatching, so bursts are batched.
                 while let Ok(ev) = events.try_recv() {
-                    handle(&mut master, &mut sessions, ev, now, &mut out);
+                    handle(&mut master, &mut sessions, &published, ev, now, &mut out);
                     if out.len() > 4096 { break; }
                 }
                 // Control goes first, but never starves reports: they are agents'
@@ -154,6 +155,7 @@ pub(super) async fn run(
 fn handle(
     master: &mut Master,
     sessions: &mut HashMap<ConnId, Session>,
+    published: &Publisher,
     ev: ShellEvent,
     now: Instant,
     out: &mut Vec<Output>,
@@ -183,7 +185,11 @@ fn handle(
         ShellEvent::Operator { call, reply } => {
             let result = match call {
                 OperatorChange::UpdateWeights(weights) => master.update_weights(&weights),
+                OperatorChange::UpdateQuota(configs) => master.update_quota(&configs),
             };
+            if result.is_ok() {
+                published.stale();
+            }
             let _ = reply.send(result);
         }
     }

@@ -1,15 +1,18 @@
 //! The operator API at `/api/v1`, in the JSON shapes of Mesos' v1 operator API: one POST
 //! per call, `{"type": "GET_STATE"}`, answered `{"type": "GET_STATE", "get_state": {...}}`.
 //! Read calls are answered from the last published snapshot, so a read never waits on
-//! allocation. UPDATE_WEIGHTS goes to the core through the driver. The other calls that
-//! change the cluster (quota, reservations, drain, teardown) and the SUBSCRIBE event
-//! stream are not built yet: they get 501 and say so. A body that is not a call gets 400
+//! allocation. UPDATE_WEIGHTS and UPDATE_QUOTA go to the core through the driver. The
+//! other calls that change the cluster (reservations, drain, teardown) and the SUBSCRIBE
+//! event stream are not built yet: they get 501 and say so. A body that is not a call gets 400
 //! naming what is wrong.
 
 use serde_json::{Value, json};
 
+use fleet_proto::resources::{Resources, Value as ResourceValue};
+
 use super::driver::{OperatorChange, Published};
 use crate::core::state::{AgentState, FrameworkState, TaskView};
+use crate::registry::QuotaConfig;
 
 /// The read calls this master answers.
 pub const READ_CALLS: [&str; 8] = [
@@ -24,11 +27,10 @@ pub const READ_CALLS: [&str; 8] = [
 ];
 
 /// Calls that change the cluster, applied by the core.
-pub const CHANGE_CALLS: [&str; 1] = ["UPDATE_WEIGHTS"];
+pub const CHANGE_CALLS: [&str; 2] = ["UPDATE_WEIGHTS", "UPDATE_QUOTA"];
 
 /// Calls of Mesos' operator API this master knows but does not implement yet.
-pub const NOT_BUILT: [&str; 9] = [
-    "UPDATE_QUOTA",
+pub const NOT_BUILT: [&str; 8] = [
     "RESERVE_RESOURCES",
     "UNRESERVE_RESOURCES",
     "DRAIN_AGENT",
@@ -191,6 +193,99 @@ fn weights(call: &Value) -> Result<Vec<(String, f64)>, String> {
         .collect()
 }
 
+/// Mesos' `{"cpus": {"value": 4}, "mem": {"value": 4096}}` as scalar resources; `what`
+/// names the field in errors.
+fn quantities(value: Option<&Value>, what: &str) -> Result<Resources, String> {
+    let Some(value) = value else {
+        return Ok(Resources::new());
+    };
+    let map = value.as_object().ok_or_else(|| {
+        format!("{what} must be an object of {{\"name\": {{\"value\": N}}}}: {value}")
+    })?;
+    let mut text = Vec::new();
+    for (name, amount) in map {
+        let number = amount
+            .get("value")
+            .and_then(Value::as_f64)
+            .ok_or_else(|| format!("{what}.{name} needs a number \"value\": {amount}"))?;
+        if !number.is_finite() || number < 0.0 {
+            return Err(format!("{what}.{name}: {number} is not an amount >= 0"));
+        }
+        text.push(format!("{name}:{number}"));
+    }
+    let resources = Resources::parse(&text.join(";")).map_err(|e| format!("{what}: {e}"))?;
+    if let Some(r) = resources
+        .iter()
+        .find(|r| !matches!(r.value, ResourceValue::Scalar(_)))
+    {
+        return Err(format!(
+            "{what}.{}: a quota is over scalar resources",
+            r.name
+        ));
+    }
+    Ok(resources)
+}
+
+/// UPDATE_QUOTA's body: `{"update_quota": {"quota_configs": [{"role": R, "guarantees":
+/// {"cpus": {"value": 4}}, "limits": {"cpus": {"value": 8}}}]}}` (Mesos 1.9+).
+fn quota_configs(call: &Value) -> Result<Vec<(String, QuotaConfig)>, String> {
+    let configs = call
+        .pointer("/update_quota/quota_configs")
+        .and_then(Value::as_array)
+        .ok_or("UPDATE_QUOTA needs \"update_quota\": {\"quota_configs\": [...]}")?;
+    configs
+        .iter()
+        .map(|config| {
+            let role = config
+                .get("role")
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("each quota config needs a string \"role\": {config}"))?;
+            let guarantees = quantities(config.get("guarantees"), "guarantees")?;
+            let limits = match config.get("limits") {
+                None => None,
+                Some(limits) => Some(quantities(Some(limits), "limits")?),
+            };
+            Ok((role.to_owned(), QuotaConfig { guarantees, limits }))
+        })
+        .collect()
+}
+
+/// Scalar resources in Mesos' quota shape, `{"cpus": {"value": 4}}`.
+fn quota_shape(resources: &Resources) -> Value {
+    let mut map = serde_json::Map::new();
+    for r in resources.iter() {
+        if let ResourceValue::Scalar(value) = &r.value {
+            map.insert(
+                r.name.clone(),
+                json!({ "value": value.milli() as f64 / 1000.0 }),
+            );
+        }
+    }
+    Value::Object(map)
+}
+
+fn get_quota(p: &Published) -> Value {
+    let configs: Vec<Value> = p
+        .state
+        .quotas
+        .iter()
+        .map(|(role, q)| {
+            let mut config = json!({ "role": role, "guarantees": quota_shape(&q.guarantees) });
+            if let Some(limits) = &q.limits {
+                config["limits"] = quota_shape(limits);
+            }
+            config
+        })
+        .collect();
+    let infos: Vec<Value> = p
+        .state
+        .quotas
+        .iter()
+        .map(|(role, q)| json!({ "role": role, "guarantee": q.guarantees }))
+        .collect();
+    json!({ "status": { "infos": infos, "configs": configs } })
+}
+
 /// Parses the call in `body` (the request's bytes); a refusal comes as the answer to send.
 pub fn parse(body: &[u8]) -> Result<Call, Answer> {
     let call: Value = serde_json::from_slice(body)
@@ -207,6 +302,11 @@ pub fn parse(body: &[u8]) -> Result<Call, Answer> {
     if kind == CHANGE_CALLS[0] {
         return weights(&call)
             .map(|w| Call::Change(CHANGE_CALLS[0], OperatorChange::UpdateWeights(w)))
+            .map_err(|e| error(400, e));
+    }
+    if kind == CHANGE_CALLS[1] {
+        return quota_configs(&call)
+            .map(|q| Call::Change(CHANGE_CALLS[1], OperatorChange::UpdateQuota(q)))
             .map_err(|e| error(400, e));
     }
     if NOT_BUILT.contains(&kind) {
@@ -258,8 +358,7 @@ pub fn read(kind: &str, p: &Published) -> Answer {
         "GET_FRAMEWORKS" => ("get_frameworks", get_frameworks(p)),
         "GET_TASKS" => ("get_tasks", get_tasks(p)),
         "GET_ROLES" => ("get_roles", get_roles(p)),
-        // No quota can be set on this master yet, so there is none to report.
-        "GET_QUOTA" => ("get_quota", json!({ "status": { "infos": [] } })),
+        "GET_QUOTA" => ("get_quota", get_quota(p)),
         "GET_STATE" => (
             "get_state",
             json!({
@@ -334,9 +433,9 @@ mod tests {
         let a = answer(br#"{"type": "GET_EVERYTHING"}"#, &p);
         assert_eq!(a.status, 400);
         assert!(a.body["error"].as_str().unwrap().contains("GET_EVERYTHING"));
-        let a = answer(br#"{"type": "UPDATE_QUOTA"}"#, &p);
+        let a = answer(br#"{"type": "TEARDOWN"}"#, &p);
         assert_eq!(a.status, 501);
-        assert!(a.body["error"].as_str().unwrap().contains("UPDATE_QUOTA"));
+        assert!(a.body["error"].as_str().unwrap().contains("TEARDOWN"));
         let bad = parse(br#"{"type": "UPDATE_WEIGHTS", "update_weights": {}}"#).unwrap_err();
         assert_eq!(bad.status, 400);
         assert!(bad.body["error"].as_str().unwrap().contains("weight_infos"));
@@ -363,5 +462,52 @@ mod tests {
         );
         assert_eq!(changed("UPDATE_WEIGHTS", Ok(())).status, 200);
         assert_eq!(changed("UPDATE_WEIGHTS", Err("no".into())).status, 400);
+    }
+
+    #[test]
+    fn update_quota_parses_mesos_quota_configs() {
+        let call = parse(
+            br#"{"type": "UPDATE_QUOTA", "update_quota": {"force": false, "quota_configs": [
+                {"role": "dev", "guarantees": {"cpus": {"value": 2}, "mem": {"value": 1024}},
+                 "limits": {"cpus": {"value": 4.5}}}]}}"#,
+        )
+        .unwrap();
+        let Call::Change("UPDATE_QUOTA", OperatorChange::UpdateQuota(configs)) = call else {
+            panic!("{call:?}");
+        };
+        assert_eq!(configs.len(), 1);
+        assert_eq!(configs[0].0, "dev");
+        assert_eq!(
+            configs[0].1.guarantees,
+            Resources::parse("cpus:2;mem:1024").unwrap()
+        );
+        assert_eq!(
+            configs[0].1.limits,
+            Some(Resources::parse("cpus:4.5").unwrap())
+        );
+        for (body, says) in [
+            (r#"{"type": "UPDATE_QUOTA"}"#, "quota_configs"),
+            (
+                r#"{"type": "UPDATE_QUOTA", "update_quota": {"quota_configs": [{"guarantees": {}}]}}"#,
+                "\"role\"",
+            ),
+            (
+                r#"{"type": "UPDATE_QUOTA", "update_quota": {"quota_configs": [{"role": "a", "guarantees": {"cpus": 2}}]}}"#,
+                "guarantees.cpus",
+            ),
+            (
+                r#"{"type": "UPDATE_QUOTA", "update_quota": {"quota_configs": [{"role": "a", "guarantees": {"cpus": {"value": -1}}}]}}"#,
+                "-1",
+            ),
+            (
+                r#"{"type": "UPDATE_QUOTA", "update_quota": {"quota_configs": [{"role": "a", "limits": {"ports": {"value": 3}}}]}}"#,
+                "ports",
+            ),
+        ] {
+            let bad = parse(body.as_bytes()).unwrap_err();
+            assert_eq!(bad.status, 400, "{body}");
+            let message = bad.body["error"].as_str().unwrap();
+            assert!(message.contains(says), "{body}: {message}");
+        }
     }
 }

@@ -3,7 +3,9 @@
 //! on a timer whether or not anyone reads took a third of the master's CPU under load. So
 //! the driver copies only when a reader asked since the last copy, and at most every
 //! [`PUBLISH_EVERY`]; a reader that finds the latest copy older than that waits for the
-//! next one (at most a driver tick away). Reads still never block allocation.
+//! next one (at most a driver tick away). Reads still never block allocation. After an
+//! operator's change the driver marks the copy stale: the next read waits for a copy
+//! that shows the change (read-your-writes for the operator API).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,19 +24,28 @@ const WAIT_AT_MOST: Duration = Duration::from_secs(1);
 pub(super) struct Publisher {
     tx: watch::Sender<Arc<Published>>,
     wanted: Arc<AtomicBool>,
+    stale: Arc<AtomicBool>,
     last: Instant,
 }
 
 impl Publisher {
-    /// Whether a copy is due: a reader asked and the last copy is old enough.
+    /// Whether a copy is due: a reader asked and the last copy is old enough, or stale.
     pub(super) fn due(&self, now: Instant) -> bool {
-        now.duration_since(self.last) >= PUBLISH_EVERY && self.wanted.load(Ordering::Acquire)
+        self.wanted.load(Ordering::Acquire)
+            && (now.duration_since(self.last) >= PUBLISH_EVERY
+                || self.stale.load(Ordering::Acquire))
+    }
+
+    /// The state changed by an operator's call: readers wait for the next copy.
+    pub(super) fn stale(&self) {
+        self.stale.store(true, Ordering::Release);
     }
 
     pub(super) fn publish(&mut self, now: Instant, published: Published) {
         self.wanted.store(false, Ordering::Release);
         self.last = now;
         let _ = self.tx.send(Arc::new(published));
+        self.stale.store(false, Ordering::Release);
     }
 }
 
@@ -43,18 +54,21 @@ impl Publisher {
 pub struct Snapshots {
     rx: watch::Receiver<Arc<Published>>,
     wanted: Arc<AtomicBool>,
+    stale: Arc<AtomicBool>,
 }
 
 pub(super) fn channel(first: Published) -> (Publisher, Snapshots) {
     let (tx, rx) = watch::channel(Arc::new(first));
     let wanted = Arc::new(AtomicBool::new(false));
+    let stale = Arc::new(AtomicBool::new(false));
     (
         Publisher {
             tx,
             wanted: wanted.clone(),
+            stale: stale.clone(),
             last: Instant::now() - PUBLISH_EVERY,
         },
-        Snapshots { rx, wanted },
+        Snapshots { rx, wanted, stale },
     )
 }
 
@@ -62,7 +76,8 @@ impl Snapshots {
     fn ask(&self) -> Option<Arc<Published>> {
         self.wanted.store(true, Ordering::Release);
         let current = self.rx.borrow().clone();
-        (current.made.elapsed() <= PUBLISH_EVERY).then_some(current)
+        (current.made.elapsed() <= PUBLISH_EVERY && !self.stale.load(Ordering::Acquire))
+            .then_some(current)
     }
 
     /// A copy no older than [`PUBLISH_EVERY`], unless the driver makes none within a second
@@ -124,6 +139,32 @@ mod tests {
         snapshots.wanted.store(true, Ordering::Release);
         assert!(!publisher.due(start + PUBLISH_EVERY / 2), "too soon");
         assert!(publisher.due(start + PUBLISH_EVERY));
+    }
+
+    #[test]
+    fn after_a_change_a_reader_waits_for_a_copy_that_shows_it() {
+        let (mut publisher, snapshots) = channel(published());
+        let start = Instant::now();
+        publisher.publish(start, published());
+        let before = snapshots.rx.borrow().made;
+        publisher.stale();
+        let reader = std::thread::spawn(move || snapshots.fresh_blocking().made);
+        // The copy is recent, but stale: the reader asks, and a copy is due at once.
+        let asked = Instant::now() + Duration::from_secs(1);
+        while !publisher.due(start) && Instant::now() < asked {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(
+            publisher.due(start),
+            "a stale copy makes the next one due at once"
+        );
+        publisher.publish(start, published());
+        assert!(!publisher.stale.load(Ordering::Acquire));
+        assert_ne!(
+            reader.join().unwrap(),
+            before,
+            "the reader got the stale copy"
+        );
     }
 
     #[test]
