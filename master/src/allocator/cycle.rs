@@ -1,13 +1,14 @@
 //! One allocation cycle: for each agent, roles in DRF order, frameworks of the role in DRF
 //! order; the first framework that may take the agent's offerable resources gets them all.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use fleet_proto::ids::{AgentId, FrameworkId};
 use fleet_proto::resources::Resources;
 
 use super::filters::FrameworkSet;
+use super::hierarchy::{self, RoleUse};
 use super::quota::Stage;
 use super::{Allocation, Allocator};
 
@@ -155,9 +156,15 @@ impl Allocator {
         let mut available = agent.available.clone();
         let idle_at = (self.epoch, agent.version);
         let before = out.len();
-        let roles = match &mut self.shared {
-            Some(view) => view.sorted_roles(self.roles.clients(), |role| self.roles.weight(role)),
-            None => self.roles.sort(&self.total).to_vec(),
+        let roles = if self.roles.clients().any(|r| r.contains('/')) {
+            self.hierarchical_roles()
+        } else {
+            match &mut self.shared {
+                Some(view) => {
+                    view.sorted_roles(self.roles.clients(), |role| self.roles.weight(role))
+                }
+                None => self.roles.sort(&self.total).to_vec(),
+            }
         };
         let quotas = !self.quotas.is_empty();
         if quotas {
@@ -196,6 +203,30 @@ impl Allocator {
             // or filters change (its version) or a framework may take more (the epoch).
             agent.idle_at = Some(idle_at);
         }
+    }
+
+    /// Roles in hierarchical DRF order (`hierarchy.rs`), over the whole cluster's
+    /// allocations (all shards).
+    fn hierarchical_roles(&self) -> Vec<String> {
+        let mut roles = BTreeMap::new();
+        for role in self.roles.clients() {
+            let usage = match &self.shared {
+                Some(view) => RoleUse {
+                    allocation: view.role_quantities(role),
+                    allocations: view.role_allocation_count(role),
+                },
+                None => RoleUse {
+                    allocation: self.roles.allocation(role),
+                    allocations: self.roles.allocation_count(role),
+                },
+            };
+            roles.insert(role.clone(), usage);
+        }
+        let total = match &self.shared {
+            Some(view) => view.total_quantities(),
+            None => self.total.clone(),
+        };
+        hierarchy::order(&roles, |role| self.roles.weight(&role.to_owned()), &total)
     }
 
     /// Offers `offerable` on agent `id` to the first framework of `role`, in DRF order,

@@ -17,9 +17,10 @@
 //!   take them gets everything on the agent its role may use (unreserved plus reserved for
 //!   the role); the next role gets what is left (its own reservations). So a framework gets
 //!   at most one allocation per agent and role per cycle.
-//! - Roles are sorted flat: `eng/frontend` competes with `eng` and `ops` directly, on its own
-//!   allocation and its own weight (default 1.0). Mesos sorts a tree, a parent competing on
-//!   its subtree's allocation; that refinement is not here yet.
+//! - Roles are sorted as a tree (`hierarchy.rs`), as Mesos does: `eng` competes with `ops`
+//!   on everything held under `eng/`, and `eng/frontend` with `eng/backend` (and with
+//!   `eng`'s own frameworks) inside it; weights belong to role paths (default 1.0).
+//!   Without a `/` in any role this is the flat DRF order.
 //! - Reserved resources count toward their role's share, and toward the share of the
 //!   framework they were offered to.
 //! - Refusal filters are per framework and agent (not per role): they hide an agent from the
@@ -36,6 +37,7 @@
 mod accounting;
 mod cycle;
 pub mod filters;
+mod hierarchy;
 pub mod quota;
 pub mod sharded;
 pub mod shared;

@@ -288,6 +288,23 @@ impl SharedView {
         free
     }
 
+    /// The cluster's scalar totals over all shards.
+    pub(super) fn total_quantities(&self) -> Quantities {
+        let mut total = Quantities::default();
+        for (name, &slot) in &self.slots {
+            total.set(name, self.table.total.get(slot).max(0));
+        }
+        total
+    }
+
+    /// How many allocations `role` received over all shards.
+    pub(super) fn role_allocation_count(&self, role: &str) -> u64 {
+        self.roles
+            .get(role)
+            .map(|c| c.allocations())
+            .unwrap_or_default()
+    }
+
     /// What `role` holds over all shards.
     pub(super) fn role_quantities(&self, role: &str) -> Quantities {
         let mut held = Quantities::default();

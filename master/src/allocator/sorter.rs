@@ -191,6 +191,14 @@ impl<K: Ord + Clone> DrfSorter<K> {
             .unwrap_or_default()
     }
 
+    /// How many allocations `client` received (the sort's tie-breaker).
+    pub fn allocation_count(&self, client: &K) -> u64 {
+        self.clients
+            .get(client)
+            .map(|c| c.allocations)
+            .unwrap_or_default()
+    }
+
     /// Weighted dominant share of `client` against the cluster `total`.
     pub fn share(&self, client: &K, total: &Quantities) -> f64 {
         self.clients

@@ -465,3 +465,36 @@ fn an_agent_nobody_takes_is_skipped_until_something_changes() {
     assert_eq!(offers[0].framework_id, fw("h"));
     a.check_invariants().unwrap();
 }
+
+/// Hierarchical roles: `eng/a` and `eng/b` share what `eng` gets, and `eng` competes with
+/// `ops` on its whole subtree, so `ops` ends with half the agents, not a third.
+#[test]
+fn sub_roles_share_their_parent_s_part() {
+    for shards in [1, 2] {
+        let mut s = sharded::Shards::new(AllocatorConfig::default(), shards);
+        for i in 0..12 {
+            s.add_agent(agent(&format!("a{i:03}")), res("cpus:4;mem:4096"), vec![])
+                .unwrap();
+        }
+        s.add_framework(fw("fa"), roles(&["eng/a"]), vec![]);
+        s.add_framework(fw("fb"), roles(&["eng/b"]), vec![]);
+        s.add_framework(fw("fo"), roles(&["ops"]), vec![]);
+        let offers = s.allocate(Instant::now());
+        assert_eq!(offers.len(), 12);
+        let count = |role: &str| offers.iter().filter(|o| o.role == role).count();
+        assert_eq!(
+            (count("ops"), count("eng/a"), count("eng/b")),
+            (6, 3, 3),
+            "{shards} shards"
+        );
+    }
+    // One allocator, without shards: the same.
+    let mut a = allocator();
+    add_agents(&mut a, 12, "cpus:4;mem:4096");
+    a.add_framework(fw("fa"), roles(&["eng/a"]), vec![]);
+    a.add_framework(fw("fb"), roles(&["eng/b"]), vec![]);
+    a.add_framework(fw("fo"), roles(&["ops"]), vec![]);
+    let offers = a.allocate(Instant::now());
+    let ops = offers.iter().filter(|o| o.role == "ops").count();
+    assert_eq!(ops, 6);
+}
