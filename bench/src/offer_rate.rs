@@ -211,6 +211,7 @@ async fn run_async(
             principal: None,
             failover_timeout_ms: 0,
             capabilities: Default::default(),
+            offer_constraints: Vec::new(),
         };
         let (client, events) = SchedulerClient::connect(endpoint, info)
             .await

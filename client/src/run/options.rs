@@ -103,6 +103,7 @@ impl RunOptions {
                 gpu_resources: self.gpus > 0,
                 multi_role: false,
             },
+            offer_constraints: Vec::new(),
         }
     }
 

@@ -283,7 +283,8 @@ impl Allocator {
     }
 
     /// Whether `framework` may be offered `offerable` on `agent` for `role` now: it is
-    /// connected, not suppressed for the role, and has no refusal covering the offer.
+    /// connected, not suppressed for the role, the agent meets its offer constraints, and
+    /// it has no refusal covering the offer.
     fn may_offer(
         &self,
         framework: &FrameworkId,
@@ -298,6 +299,7 @@ impl Allocator {
         fw.active
             && fw.roles.iter().any(|r| r == role)
             && !fw.suppressed.contains(role)
+            && (fw.constraints.is_empty() || self.admits(framework, role, agent))
             && !self.filters.refuses(framework, agent, offerable, now)
     }
 

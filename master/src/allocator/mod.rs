@@ -31,10 +31,13 @@
 //!   step runs Mesos' stage 1 (roles below their guarantee, offered what it lacks) before
 //!   stage 2 (everyone, in DRF order), which keeps headroom for unmet guarantees; limits
 //!   cut every offer. Without quotas the step is stage 2 alone.
+//! - Offer constraints (`constraints.rs`): per framework and role, predicates on agent
+//!   attributes and hostname that an agent must meet to be offered.
 //! - Sharding (`shared.rs`, `sharded.rs`): shards own agents and order clients by the
 //!   whole cluster's allocations, read from a shared table of atomic counters.
 
 mod accounting;
+pub mod constraints;
 mod cycle;
 pub mod filters;
 mod hierarchy;
@@ -130,6 +133,11 @@ pub enum AllocatorError {
         allocated: Resources,
         total: Resources,
     },
+    #[error("framework '{framework}': {reason}")]
+    InvalidConstraint {
+        framework: FrameworkId,
+        reason: String,
+    },
     #[error("invalid quota for role '{role}': {reason}")]
     InvalidQuota { role: String, reason: String },
     #[error("agent '{agent}': {source}")]
@@ -170,6 +178,8 @@ struct Agent {
     /// `(epoch, version)` when a cycle last found nobody to offer the agent to: until
     /// either changes, a cycle skips it without sorting anyone (see `cycle.rs`).
     idle_at: Option<(u64, u64)>,
+    /// Hostname and attributes, for offer constraints.
+    description: constraints::Description,
 }
 
 #[derive(Debug, Clone)]
@@ -178,6 +188,7 @@ struct Framework {
     roles: Vec<String>,
     suppressed: BTreeSet<String>,
     active: bool,
+    constraints: constraints::Constraints,
 }
 
 /// The DRF allocator. See the module documentation for its semantics.
@@ -295,6 +306,7 @@ impl Allocator {
                 offerable,
                 version: 0,
                 idle_at: None,
+                description: constraints::Description::default(),
             },
         );
         for (framework, resources) in used {
@@ -392,12 +404,19 @@ impl Allocator {
             .filter(|r| ordered.contains(r))
             .collect();
         self.epoch += 1;
+        // Constraints stay until set again (`set_offer_constraints`).
+        let constraints = self
+            .frameworks
+            .get(&id)
+            .map(|f| f.constraints.clone())
+            .unwrap_or_default();
         let previous = self.frameworks.insert(
             id.clone(),
             Framework {
                 roles: ordered.clone(),
                 suppressed,
                 active: true,
+                constraints,
             },
         );
         for role in &ordered {

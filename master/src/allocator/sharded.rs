@@ -19,7 +19,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use fleet_proto::ids::{AgentId, FrameworkId};
-use fleet_proto::resources::Resources;
+use fleet_proto::messages::scheduler::RoleConstraints;
+use fleet_proto::resources::{Attributes, Resources};
 
 use super::quota::Quota;
 use super::shared::SharedTable;
@@ -131,6 +132,20 @@ impl Shards {
         self.shards
             .iter_mut()
             .try_for_each(|shard| shard.set_quota(role, quota.clone()))
+    }
+
+    pub fn describe_agent(&mut self, id: &AgentId, hostname: &str, attributes: &Attributes) {
+        self.owner(id).describe_agent(id, hostname, attributes);
+    }
+
+    pub fn set_offer_constraints(
+        &mut self,
+        framework: &FrameworkId,
+        constraints: &[RoleConstraints],
+    ) -> Result<(), AllocatorError> {
+        self.shards
+            .iter_mut()
+            .try_for_each(|shard| shard.set_offer_constraints(framework, constraints))
     }
 
     /// What `role` holds over all shards.

@@ -126,6 +126,8 @@ impl Master {
         {
             return self.refuse_agent(conn, e.to_string(), out);
         }
+        self.allocator
+            .describe_agent(&id, &info.hostname, &info.attributes);
         tracing::info!(agent = %id, hostname = %info.hostname, resources = ?info.resources, "agent registered");
         self.conns.insert(conn, Peer::Agent(id.clone()));
         self.agents
@@ -225,6 +227,10 @@ impl Master {
             tracing::error!(agent = %id, "{e}");
             let _ = self.allocator.add_agent(id.clone(), total, Vec::new());
             self.allocator.deactivate_agent(&id);
+        }
+        if let Some(agent) = self.agents.get(&id) {
+            self.allocator
+                .describe_agent(&id, &agent.info.hostname, &agent.info.attributes);
         }
         tracing::info!(agent = %id, "agent re-registered");
         self.counters.agents_reregistered += 1;

@@ -11,6 +11,7 @@ use fleet_proto::task::{Reason, Source, TaskState};
 
 use super::records::{Framework, Peer};
 use super::{ConnId, Master, Output};
+use crate::allocator::constraints;
 use crate::registry::RegistryOp;
 
 impl Master {
@@ -135,6 +136,9 @@ impl Master {
             }
             None => FrameworkId(random_id("F")),
         };
+        if let Err(message) = constraints::compile(&info.offer_constraints) {
+            return self.reject(conn, message, out);
+        }
         let mut info = info;
         info.id = Some(id.clone());
         let op = RegistryOp::AddFramework {
@@ -187,6 +191,14 @@ impl Master {
         self.conns.insert(conn, Peer::Framework(id.clone()));
         self.allocator
             .add_framework(id.clone(), roles, suppressed_roles);
+        if let Some(info) = self.frameworks.get(&id).map(|f| &f.info)
+            && let Err(e) = self
+                .allocator
+                .set_offer_constraints(&id, &info.offer_constraints)
+        {
+            // Compiled above already; an error here would be a bug, not the caller's.
+            tracing::error!(framework = %id, "{e}");
+        }
         self.allocator.activate_framework(&id);
         tracing::info!(framework = %id, "framework subscribed");
         self.counters.frameworks_subscribed += 1;
@@ -328,6 +340,12 @@ impl Master {
         let roles = info.effective_roles();
         self.allocator
             .add_framework(id.clone(), roles.clone(), Vec::new());
+        if let Err(e) = self
+            .allocator
+            .set_offer_constraints(&id, &info.offer_constraints)
+        {
+            tracing::warn!(framework = %id, "ignoring offer constraints from the registry: {e}");
+        }
         self.allocator.deactivate_framework(&id);
         self.frameworks.insert(
             id.clone(),

@@ -27,6 +27,85 @@ pub struct FrameworkInfo {
     /// How long the master keeps the framework's tasks after it disconnects.
     pub failover_timeout_ms: u64,
     pub capabilities: Capabilities,
+    /// Per role, the agents the framework wants offers from (Mesos' OfferConstraints);
+    /// a role without an entry takes offers from any agent.
+    #[serde(default)]
+    pub offer_constraints: Vec<RoleConstraints>,
+}
+
+/// The constraints of one role: an agent qualifies if it satisfies every constraint of at
+/// least one group.
+#[derive(
+    Clone,
+    Debug,
+    Default,
+    PartialEq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+pub struct RoleConstraints {
+    pub role: String,
+    pub groups: Vec<Vec<AttributeConstraint>>,
+}
+
+/// One predicate on an agent's attribute or hostname.
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+pub struct AttributeConstraint {
+    pub selector: Selector,
+    pub predicate: Predicate,
+}
+
+/// What a constraint looks at.
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+pub enum Selector {
+    /// The agent's attribute of this name (the first, if repeated).
+    Attribute(String),
+    /// The agent's hostname.
+    Hostname,
+}
+
+/// How a constraint judges the selected value. Text predicates compare the value as
+/// text: a text attribute's value, a scalar's number as written (`3`, `2.5`), the
+/// hostname; ranges and sets never equal or match a text, and an agent without the
+/// attribute satisfies only `NotExists` and `TextNotEquals`.
+#[derive(
+    Clone,
+    Debug,
+    PartialEq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+pub enum Predicate {
+    Exists,
+    NotExists,
+    TextEquals(String),
+    TextNotEquals(String),
+    /// The whole text matches this regular expression (Rust `regex` syntax).
+    TextMatches(String),
 }
 
 impl FrameworkInfo {

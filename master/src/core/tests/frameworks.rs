@@ -367,3 +367,65 @@ fn heartbeats_every_interval() {
     }
     assert_eq!(beats, 3);
 }
+
+/// A framework whose role asks for agents in zone west is offered the west agent only; a
+/// framework with a regular expression that does not compile is refused, naming it.
+#[test]
+fn offer_constraints_pick_agents_by_attribute() {
+    use fleet_proto::messages::scheduler::{
+        AttributeConstraint, Predicate, RoleConstraints, Selector,
+    };
+    use fleet_proto::resources::Attribute;
+
+    let mut h = Sim::new();
+    for (host, zone) in [("west-1", "west"), ("east-1", "east")] {
+        let mut info = Sim::agent_info(host, "cpus:2;mem:2048");
+        info.attributes.push(Attribute::text("zone", zone));
+        h.register_agent(None, info, Vec::new());
+    }
+    let constraint = |predicate| RoleConstraints {
+        role: "web".into(),
+        groups: vec![vec![AttributeConstraint {
+            selector: Selector::Attribute("zone".into()),
+            predicate,
+        }]],
+    };
+    let info = FrameworkInfo {
+        name: "picky".into(),
+        roles: vec!["web".into()],
+        offer_constraints: vec![constraint(Predicate::TextEquals("west".into()))],
+        ..FrameworkInfo::default()
+    };
+    let (conn, _) = h.subscribe(info);
+    let first = h.offers_within(conn, 3);
+    let hosts: Vec<&str> = first.iter().map(|o| o.hostname.as_str()).collect();
+    assert_eq!(hosts, ["west-1"], "{first:?}");
+    // Nothing from east follows.
+    for _ in 0..3 {
+        let out = h.advance(h.master.config().allocation_interval);
+        assert!(offers(&out, conn).is_empty());
+    }
+
+    let bad = FrameworkInfo {
+        name: "bad".into(),
+        roles: vec!["web".into()],
+        offer_constraints: vec![constraint(Predicate::TextMatches("[".into()))],
+        ..FrameworkInfo::default()
+    };
+    let conn = h.conn();
+    h.input(Input::FrameworkConnected {
+        conn,
+        peer: "sim".into(),
+    });
+    let out = h.call(
+        conn,
+        Call::Subscribe {
+            framework: bad,
+            suppressed_roles: Vec::new(),
+        },
+    );
+    let refused = to_framework(&out, conn).into_iter().any(|e| {
+        matches!(&e, Event::Error { message, .. } if message.contains("invalid regular expression \"[\""))
+    });
+    assert!(refused, "{out:?}");
+}

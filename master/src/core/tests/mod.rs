@@ -127,6 +127,7 @@ impl Sim {
                 partition_aware,
                 ..Default::default()
             },
+            offer_constraints: Vec::new(),
         };
         self.subscribe(info)
     }
