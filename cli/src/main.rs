@@ -55,6 +55,10 @@ enum Command {
     Run(RunArgs),
     /// Show agents, frameworks and tasks.
     Status(StatusArgs),
+    /// Show role quotas, or set or remove one (guarantees and limits).
+    Quota(QuotaArgs),
+    /// Show roles with their weights and shares, or set weights.
+    Weights(WeightsArgs),
     /// Create the cluster CA and issue certificates.
     Certs(CertsArgs),
     /// Benchmarks against a baseline measured in the same run.
@@ -105,6 +109,55 @@ struct StatusArgs {
     /// Print the master's JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args)]
+struct QuotaArgs {
+    /// Master address. Default: the running `fleet dev`, else 127.0.0.1:5050.
+    #[arg(long, global = true)]
+    master: Option<String>,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Option<QuotaCommand>,
+}
+
+#[derive(Subcommand)]
+enum QuotaCommand {
+    /// Set ROLE's quota, e.g. `fleet quota set dev --guarantee cpus:2;mem:4096 --limit cpus:8`.
+    Set {
+        role: String,
+        /// Scalar resources the role gets whenever the cluster can give them.
+        #[arg(long)]
+        guarantee: Option<String>,
+        /// Scalar resources the role never holds more of.
+        #[arg(long)]
+        limit: Option<String>,
+    },
+    /// Remove ROLE's quota.
+    Remove { role: String },
+}
+
+#[derive(Args)]
+struct WeightsArgs {
+    /// Master address. Default: the running `fleet dev`, else 127.0.0.1:5050.
+    #[arg(long, global = true)]
+    master: Option<String>,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Option<WeightsCommand>,
+}
+
+#[derive(Subcommand)]
+enum WeightsCommand {
+    /// Set weights, e.g. `fleet weights set batch=1 web=3`.
+    Set {
+        #[arg(required = true, value_name = "ROLE=WEIGHT")]
+        weights: Vec<String>,
+    },
 }
 
 #[derive(Args)]
@@ -168,6 +221,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Agent(args) => daemons::agent(args).map(|()| ExitCode::SUCCESS),
         Command::Run(args) => run(args),
         Command::Status(args) => status(args),
+        Command::Quota(args) => quota(args),
+        Command::Weights(args) => weights(args),
         Command::Certs(args) => certs_command(args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
     }
@@ -209,6 +264,71 @@ fn status(args: StatusArgs) -> Result<ExitCode> {
     let (master, _) = profile::client_target(args.master, None)?;
     let state = fleet_client::operator::status(daemons::resolve(&master)?)?;
     fleet_client::operator::print_status(&state, args.json, &mut std::io::stdout())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn quota(args: QuotaArgs) -> Result<ExitCode> {
+    use fleet_client::operator::{call, print_quota, quota_quantities};
+    let (master, _) = profile::client_target(args.master, None)?;
+    let http = daemons::resolve(&master)?;
+    let config = match &args.command {
+        None => {
+            let answer = call(http, &serde_json::json!({ "type": "GET_QUOTA" }))?;
+            print_quota(&answer, args.json, &mut std::io::stdout())?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(QuotaCommand::Set {
+            role,
+            guarantee,
+            limit,
+        }) => {
+            if guarantee.is_none() && limit.is_none() {
+                anyhow::bail!("fleet quota set {role}: give --guarantee, --limit or both");
+            }
+            let mut config = serde_json::json!({ "role": role });
+            if let Some(text) = guarantee {
+                config["guarantees"] = quota_quantities(text, "--guarantee")?;
+            }
+            if let Some(text) = limit {
+                config["limits"] = quota_quantities(text, "--limit")?;
+            }
+            config
+        }
+        Some(QuotaCommand::Remove { role }) => serde_json::json!({ "role": role }),
+    };
+    let body = serde_json::json!({
+        "type": "UPDATE_QUOTA",
+        "update_quota": { "quota_configs": [config] },
+    });
+    call(http, &body)?;
+    let answer = call(http, &serde_json::json!({ "type": "GET_QUOTA" }))?;
+    print_quota(&answer, args.json, &mut std::io::stdout())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn weights(args: WeightsArgs) -> Result<ExitCode> {
+    use fleet_client::operator::{call, print_roles};
+    let (master, _) = profile::client_target(args.master, None)?;
+    let http = daemons::resolve(&master)?;
+    if let Some(WeightsCommand::Set { weights }) = &args.command {
+        let mut infos = Vec::new();
+        for pair in weights {
+            let (role, weight) = pair
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("{pair:?}: expected ROLE=WEIGHT, e.g. web=3"))?;
+            let weight: f64 = weight.parse().map_err(|e| {
+                anyhow::anyhow!("{pair:?}: the weight {weight:?} is not a number: {e}")
+            })?;
+            infos.push(serde_json::json!({ "role": role, "weight": weight }));
+        }
+        let body = serde_json::json!({
+            "type": "UPDATE_WEIGHTS",
+            "update_weights": { "weight_infos": infos },
+        });
+        call(http, &body)?;
+    }
+    let answer = call(http, &serde_json::json!({ "type": "GET_ROLES" }))?;
+    print_roles(&answer, args.json, &mut std::io::stdout())?;
     Ok(ExitCode::SUCCESS)
 }
 

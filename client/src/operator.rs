@@ -41,6 +41,153 @@ pub fn get_json(http_addr: SocketAddr, path: &str) -> Result<Value, ClientError>
         .map_err(|e| http_error(format!("the body is not JSON: {e}")))
 }
 
+/// POSTs one operator call (`{"type": ...}`) to the master's `/api/v1` and returns its
+/// JSON answer. A refusal (4xx, 5xx) comes back as an error carrying the master's reason.
+pub fn call(http_addr: SocketAddr, body: &Value) -> Result<Value, ClientError> {
+    let url = format!("http://{http_addr}/api/v1");
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(HTTP_TIMEOUT))
+        .http_status_as_error(false)
+        .build();
+    let agent = ureq::Agent::new_with_config(config);
+    let http_error = |reason: String| ClientError::Http {
+        url: url.clone(),
+        reason,
+    };
+    let mut response = agent.post(&url).send_json(body).map_err(|e| {
+        http_error(match e {
+            ureq::Error::Timeout(_) => format!("no answer within {} s", HTTP_TIMEOUT.as_secs()),
+            ureq::Error::Io(io) => format!("master unreachable: {io}"),
+            other => other.to_string(),
+        })
+    })?;
+    let status = response.status().as_u16();
+    let answer = response
+        .body_mut()
+        .read_json::<Value>()
+        .map_err(|e| http_error(format!("HTTP {status}, and the body is not JSON: {e}")))?;
+    if status >= 400 {
+        let reason = answer
+            .get("error")
+            .and_then(Value::as_str)
+            .map_or_else(|| answer.to_string(), str::to_owned);
+        return Err(http_error(format!(
+            "the master refused (HTTP {status}): {reason}"
+        )));
+    }
+    Ok(answer)
+}
+
+/// Scalar resources (`cpus:2;mem:1024`) in the shape of Mesos' quota calls,
+/// `{"cpus": {"value": 2}, "mem": {"value": 1024}}`; `option` names the flag in errors.
+pub fn quota_quantities(text: &str, option: &'static str) -> Result<Value, ClientError> {
+    let invalid = |reason: String| ClientError::InvalidOption { option, reason };
+    let resources = Resources::parse(text).map_err(|e| invalid(format!("{text:?}: {e}")))?;
+    let mut map = serde_json::Map::new();
+    for r in resources.iter() {
+        if r.is_reserved() {
+            return Err(invalid(format!(
+                "{text:?}: a quota is not tied to a reservation; drop the role of '{}'",
+                r.name
+            )));
+        }
+        let fleet_proto::resources::Value::Scalar(value) = &r.value else {
+            return Err(invalid(format!(
+                "{text:?}: '{}' is not a scalar resource; quotas count scalars",
+                r.name
+            )));
+        };
+        map.insert(
+            r.name.clone(),
+            serde_json::json!({ "value": value.milli() as f64 / 1000.0 }),
+        );
+    }
+    Ok(Value::Object(map))
+}
+
+/// Prints GET_QUOTA's answer as a table of roles with their guarantees and limits.
+pub fn print_quota(answer: &Value, json: bool, out: &mut impl Write) -> Result<(), ClientError> {
+    let configs = answer
+        .pointer("/get_quota/status/configs")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if json {
+        let text = serde_json::to_string_pretty(&configs).unwrap_or_default();
+        writeln!(out, "{text}")?;
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = configs
+        .iter()
+        .map(|c| {
+            vec![
+                text(c, &["role"]),
+                quota_text(c.get("guarantees")),
+                quota_text(c.get("limits")),
+            ]
+        })
+        .collect();
+    table(out, "QUOTAS", &["ROLE", "GUARANTEES", "LIMITS"], &rows)
+}
+
+/// `{"cpus": {"value": 2}}` as `cpus:2`; "-" for none.
+fn quota_text(v: Option<&Value>) -> String {
+    let Some(map) = v.and_then(Value::as_object).filter(|m| !m.is_empty()) else {
+        return "-".to_owned();
+    };
+    map.iter()
+        .map(|(name, amount)| {
+            let value = amount.get("value").and_then(Value::as_f64);
+            // As the resource syntax writes amounts: `mem:256`, `cpus:0.5`.
+            match value.and_then(fleet_proto::resources::Scalar::from_f64) {
+                Some(v) => format!("{name}:{v}"),
+                None => format!("{name}:{}", text(amount, &["value"])),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// Prints GET_ROLES' answer as a table of roles with weight, dominant share and
+/// frameworks.
+pub fn print_roles(answer: &Value, json: bool, out: &mut impl Write) -> Result<(), ClientError> {
+    let roles = answer
+        .pointer("/get_roles/roles")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if json {
+        let text = serde_json::to_string_pretty(&roles).unwrap_or_default();
+        writeln!(out, "{text}")?;
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = roles
+        .iter()
+        .map(|r| {
+            let share = r
+                .get("share")
+                .and_then(Value::as_f64)
+                .map_or_else(|| "-".to_owned(), |s| format!("{s:.3}"));
+            let frameworks = r
+                .get("frameworks")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            vec![
+                text(r, &["name", "role"]),
+                text(r, &["weight"]),
+                share,
+                frameworks.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        "ROLES",
+        &["ROLE", "WEIGHT", "SHARE", "FRAMEWORKS"],
+        &rows,
+    )
+}
+
 /// The master's `/state`: `{"agents": [...], "frameworks": [...], "tasks": [...]}`.
 pub fn status(http_addr: SocketAddr) -> Result<Value, ClientError> {
     get_json(http_addr, "/state")

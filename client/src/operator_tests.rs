@@ -83,3 +83,40 @@ fn an_unreachable_master_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn quota_amounts_take_the_mesos_shape_and_refuse_non_scalars() {
+    let q = quota_quantities("cpus:0.5;mem:256", "--guarantee").unwrap();
+    assert_eq!(q["cpus"]["value"], 0.5);
+    assert_eq!(q["mem"]["value"], 256.0);
+    let err = quota_quantities("ports:[1-2]", "--limit").unwrap_err();
+    assert!(err.to_string().contains("--limit"), "{err}");
+    let err = quota_quantities("cpus(web):1", "--limit").unwrap_err();
+    assert!(err.to_string().contains("reservation"), "{err}");
+}
+
+#[test]
+fn quota_and_roles_print_as_tables() {
+    let answer = serde_json::json!({ "get_quota": { "status": { "configs": [
+        { "role": "dev", "guarantees": { "cpus": { "value": 2.0 }, "mem": { "value": 256.0 } },
+          "limits": { "cpus": { "value": 4.0 } } }
+    ] } } });
+    let mut out = Vec::new();
+    print_quota(&answer, false, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("QUOTAS (1)"), "{text}");
+    assert!(
+        text.contains("cpus:2;mem:256") && text.contains("cpus:4"),
+        "{text}"
+    );
+    let roles = serde_json::json!({ "get_roles": { "roles": [
+        { "name": "web", "weight": 3.0, "share": 0.25, "frameworks": [{ "value": "F-1" }] }
+    ] } });
+    let mut out = Vec::new();
+    print_roles(&roles, false, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("web") && text.contains("0.250") && text.contains("3.0"),
+        "{text}"
+    );
+}

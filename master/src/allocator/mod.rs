@@ -688,6 +688,14 @@ impl Allocator {
         shares
     }
 
+    /// Role weights that were set (roles not named weigh 1.0).
+    pub fn weights(&self) -> BTreeMap<String, f64> {
+        self.roles
+            .weights()
+            .map(|(role, weight)| (role.clone(), weight))
+            .collect()
+    }
+
     /// What each role holds on this allocator's agents (for a shard: its own part).
     pub fn role_allocations(&self) -> Vec<(String, Quantities)> {
         self.roles

@@ -162,6 +162,11 @@ impl<K: Ord + Clone> DrfSorter<K> {
         self.weights.get(client).copied().unwrap_or(1.0)
     }
 
+    /// Every weight that was set, whether or not its client is here.
+    pub fn weights(&self) -> impl Iterator<Item = (&K, f64)> {
+        self.weights.iter().map(|(k, w)| (k, *w))
+    }
+
     pub fn set_weight(&mut self, client: &K, weight: f64) {
         self.weights.insert(client.clone(), weight);
         self.dirty = true;

@@ -145,19 +145,36 @@ fn get_tasks(p: &Published) -> Value {
     })
 }
 
+/// Roles in use (with frameworks or allocations), weighted, or with a quota, as Mesos'
+/// GET_ROLES lists them.
 fn get_roles(p: &Published) -> Value {
-    let roles: Vec<Value> = p
-        .state
-        .shares
-        .roles
-        .iter()
-        .map(|(name, share)| {
-            json!({
+    let state = &p.state;
+    let mut names: std::collections::BTreeSet<&String> = state.shares.roles.keys().collect();
+    names.extend(state.weights.keys());
+    names.extend(state.quotas.keys());
+    let roles: Vec<Value> = names
+        .into_iter()
+        .map(|name| {
+            let share = state.shares.roles.get(name);
+            let weight = share
+                .map(|s| s.weight)
+                .or_else(|| state.weights.get(name).copied())
+                .unwrap_or(1.0);
+            let mut role = json!({
                 "name": name,
-                "weight": share.weight,
-                "frameworks": share.frameworks.keys().map(id).collect::<Vec<_>>(),
-                "share": share.share,
-            })
+                "weight": weight,
+                "frameworks": share
+                    .map(|s| s.frameworks.keys().map(id).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+                "share": share.map_or(0.0, |s| s.share),
+            });
+            if let Some(q) = state.quotas.get(name) {
+                role["quota"] = json!({
+                    "guarantees": quota_shape(&q.guarantees),
+                    "limits": q.limits.as_ref().map(quota_shape),
+                });
+            }
+            role
         })
         .collect();
     json!({ "roles": roles })
