@@ -1,7 +1,8 @@
 //! One allocation cycle: for each agent, roles in DRF order, frameworks of the role in DRF
 //! order; the first framework that may take the agent's offerable resources gets them all.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::time::Instant;
 
 use fleet_proto::ids::{AgentId, FrameworkId};
@@ -258,16 +259,36 @@ impl Allocator {
         {
             return false;
         }
-        let Some(frameworks) = self.role_frameworks.get_mut(role) else {
+        if self.shared.is_none()
+            && let Some(frameworks) = self.role_frameworks.get_mut(role)
+        {
+            frameworks.refresh(&self.total);
+        }
+        let Some(frameworks) = self.role_frameworks.get(role) else {
             return false;
         };
-        let order = match &mut self.shared {
-            Some(view) => view.sorted_frameworks(role, frameworks.clients()),
-            None => frameworks.sort(&self.total).to_vec(),
+        let chosen = match &self.shared {
+            Some(view) => {
+                // Everyone's current shares, then the least eligible through a heap: one
+                // pass of atomic loads, not a sort, per agent.
+                let keys = view.framework_keys(role);
+                let mut heap: BinaryHeap<Reverse<(u64, u64, &FrameworkId)>> =
+                    keys.into_iter().map(Reverse).collect();
+                let mut chosen = None;
+                while let Some(Reverse((_, _, fw))) = heap.pop() {
+                    if self.may_offer(fw, role, id, &offerable, now) {
+                        chosen = Some(fw.clone());
+                        break;
+                    }
+                }
+                chosen
+            }
+            // Walk the kept order from the least share; nothing is sorted or copied.
+            None => frameworks
+                .ordered()
+                .find(|fw| self.may_offer(fw, role, id, &offerable, now))
+                .cloned(),
         };
-        let chosen = order
-            .into_iter()
-            .find(|fw| self.may_offer(fw, role, id, &offerable, now));
         let Some(framework) = chosen else {
             return false;
         };

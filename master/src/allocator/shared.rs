@@ -172,7 +172,6 @@ pub(super) struct SharedView {
     /// The table version the cached orders were computed at, if they are valid.
     sorted_at: Option<u64>,
     role_order: Vec<String>,
-    framework_orders: HashMap<String, Vec<FrameworkId>>,
 }
 
 impl SharedView {
@@ -185,7 +184,6 @@ impl SharedView {
             frameworks: HashMap::new(),
             sorted_at: None,
             role_order: Vec::new(),
-            framework_orders: HashMap::new(),
         }
     }
 
@@ -380,7 +378,6 @@ impl SharedView {
         if self.sorted_at != Some(version) {
             self.sorted_at = Some(version);
             self.role_order.clear();
-            self.framework_orders.clear();
         }
     }
 
@@ -413,30 +410,24 @@ impl SharedView {
         self.role_order.clone()
     }
 
-    /// The frameworks of `role` in DRF order over all shards.
-    pub(super) fn sorted_frameworks<'a>(
-        &mut self,
-        role: &str,
-        frameworks: impl Iterator<Item = &'a FrameworkId>,
-    ) -> Vec<FrameworkId> {
-        self.refresh();
-        if let Some(order) = self.framework_orders.get(role) {
-            return order.clone();
-        }
-        let mut keyed: Vec<(f64, u64, FrameworkId)> = frameworks
-            .map(|framework| match self.framework_counters(framework, role) {
-                Some(counters) => (
-                    self.share(counters, 1.0),
+    /// The DRF keys of the frameworks of `role` (those this shard registered: subscribed
+    /// to the role or holding resources in it) over all shards: (share bits, allocation
+    /// count, id), ordered as DRF orders them. One pass of atomic loads, no lookups;
+    /// callers pick the least eligible with a heap instead of sorting everyone.
+    pub(super) fn framework_keys(&self, role: &str) -> Vec<(u64, u64, &FrameworkId)> {
+        let Some(members) = self.frameworks.get(role) else {
+            return Vec::new();
+        };
+        members
+            .iter()
+            .map(|(framework, counters)| {
+                (
+                    self.share(counters, 1.0).max(0.0).to_bits(),
                     counters.allocations(),
-                    framework.clone(),
-                ),
-                None => (0.0, 0, framework.clone()),
+                    framework,
+                )
             })
-            .collect();
-        sort_keyed(&mut keyed);
-        let order: Vec<FrameworkId> = keyed.into_iter().map(|(_, _, f)| f).collect();
-        self.framework_orders.insert(role.to_owned(), order.clone());
-        order
+            .collect()
     }
 }
 

@@ -7,7 +7,7 @@
 //! Mesos' DRF sorter. The sorter only knows quantities (name -> milli-units); it never sees
 //! agents, reservations or ranges.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use fleet_proto::resources::{Resources, Value};
 
@@ -98,18 +98,26 @@ struct Client {
     /// How many times this client was allocated to; a tie-breaker that spreads offers
     /// among clients with equal shares (never decremented, as in Mesos).
     allocations: u64,
+    /// Its place in the order: the bits of its weighted share (non-negative, so they
+    /// order as the numbers do) and its allocation count.
+    key: (u64, u64),
 }
 
 /// Clients (role names or framework ids) ordered by weighted dominant share.
 ///
-/// The order is cached: [`DrfSorter::sort`] recomputes it only after something that can
-/// change it (an allocation, a client or weight change, or [`DrfSorter::invalidate`] when
-/// the cluster total changed), as Mesos' DRF sorter does.
+/// The order is kept as a tree, updated as allocations change: one allocation moves one
+/// client (O(log n)), and the first eligible client is found by walking the tree from the
+/// least share, without sorting or copying the others. When the cluster total (every
+/// share's denominator) changes, the tree is rebuilt at the next read.
 #[derive(Debug, Clone)]
 pub struct DrfSorter<K: Ord + Clone> {
     clients: BTreeMap<K, Client>,
     /// Weights outlive clients: an operator may weigh a role before any framework uses it.
     weights: BTreeMap<K, f64>,
+    /// The denominator the keys were computed with.
+    total: Quantities,
+    order: BTreeSet<(u64, u64, K)>,
+    /// `order` as a slice, for [`DrfSorter::sort`]; rebuilt when stale.
     sorted: Vec<K>,
     dirty: bool,
 }
@@ -119,6 +127,8 @@ impl<K: Ord + Clone> Default for DrfSorter<K> {
         Self {
             clients: BTreeMap::new(),
             weights: BTreeMap::new(),
+            total: Quantities::default(),
+            order: BTreeSet::new(),
             sorted: Vec::new(),
             dirty: true,
         }
@@ -126,21 +136,69 @@ impl<K: Ord + Clone> Default for DrfSorter<K> {
 }
 
 impl<K: Ord + Clone> DrfSorter<K> {
+    fn key_of(&self, client: &K, entry: &Client) -> (u64, u64) {
+        let share = entry.allocated.dominant_share(&self.total) / self.weight(client);
+        (share.max(0.0).to_bits(), entry.allocations)
+    }
+
+    /// Recomputes `client`'s place after its allocation or weight changed.
+    fn reposition(&mut self, client: &K) {
+        let Some(entry) = self.clients.get(client) else {
+            return;
+        };
+        let old = entry.key;
+        let new = self.key_of(client, entry);
+        if old != new || !self.order.contains(&(old.0, old.1, client.clone())) {
+            self.order.remove(&(old.0, old.1, client.clone()));
+            self.order.insert((new.0, new.1, client.clone()));
+            if let Some(entry) = self.clients.get_mut(client) {
+                entry.key = new;
+            }
+        }
+        self.dirty = true;
+    }
+
+    /// Brings the order up to date with the cluster `total`.
+    pub fn refresh(&mut self, total: &Quantities) {
+        if self.total == *total {
+            return;
+        }
+        self.total = total.clone();
+        let keys: Vec<(K, (u64, u64))> = self
+            .clients
+            .iter()
+            .map(|(k, c)| (k.clone(), self.key_of(k, c)))
+            .collect();
+        self.order.clear();
+        for (client, key) in keys {
+            self.order.insert((key.0, key.1, client.clone()));
+            if let Some(entry) = self.clients.get_mut(&client) {
+                entry.key = key;
+            }
+        }
+        self.dirty = true;
+    }
+
     /// Adds `client` with no allocation, if it is not there yet.
     pub fn add(&mut self, client: &K) {
         if !self.clients.contains_key(client) {
             self.clients.insert(client.clone(), Client::default());
+            self.order.insert((0.0f64.to_bits(), 0, client.clone()));
             self.dirty = true;
         }
     }
 
     /// Forgets `client` and whatever it had allocated.
     pub fn remove(&mut self, client: &K) {
-        self.clients.remove(client);
+        if let Some(entry) = self.clients.remove(client) {
+            self.order
+                .remove(&(entry.key.0, entry.key.1, client.clone()));
+        }
         self.dirty = true;
     }
 
-    /// Forgets the cached order (the cluster total, every share's denominator, changed).
+    /// The cluster total changed: the order is rebuilt at the next read (which passes the
+    /// new total).
     pub fn invalidate(&mut self) {
         self.dirty = true;
     }
@@ -169,15 +227,17 @@ impl<K: Ord + Clone> DrfSorter<K> {
 
     pub fn set_weight(&mut self, client: &K, weight: f64) {
         self.weights.insert(client.clone(), weight);
-        self.dirty = true;
+        self.reposition(client);
     }
 
     /// Records an allocation to `client`, adding the client if needed.
     pub fn allocated(&mut self, client: &K, quantities: &Quantities) {
-        let entry = self.clients.entry(client.clone()).or_default();
-        entry.allocated.add(quantities);
-        entry.allocations += 1;
-        self.dirty = true;
+        self.add(client);
+        if let Some(entry) = self.clients.get_mut(client) {
+            entry.allocated.add(quantities);
+            entry.allocations += 1;
+        }
+        self.reposition(client);
     }
 
     /// Records that `client` gave `quantities` back (saturating at zero).
@@ -185,7 +245,7 @@ impl<K: Ord + Clone> DrfSorter<K> {
         if let Some(entry) = self.clients.get_mut(client) {
             entry.allocated.subtract(quantities);
         }
-        self.dirty = true;
+        self.reposition(client);
     }
 
     /// What `client` holds now; zero for an unknown client.
@@ -212,31 +272,21 @@ impl<K: Ord + Clone> DrfSorter<K> {
             .unwrap_or_default()
     }
 
-    /// All clients, the one furthest below its fair share first (cached until something
-    /// changes the order).
+    /// The clients in order, the one furthest below its fair share first, as of the last
+    /// [`DrfSorter::refresh`].
+    pub fn ordered(&self) -> impl Iterator<Item = &K> {
+        self.order.iter().map(|(_, _, k)| k)
+    }
+
+    /// All clients in order against `total`, as a slice (rebuilt only when the order
+    /// changed).
     pub fn sort(&mut self, total: &Quantities) -> &[K] {
+        self.refresh(total);
         if self.dirty {
-            self.sorted = self.sorted_now(total);
+            self.sorted = self.order.iter().map(|(_, _, k)| k.clone()).collect();
             self.dirty = false;
         }
         &self.sorted
-    }
-
-    fn sorted_now(&self, total: &Quantities) -> Vec<K> {
-        let mut keyed: Vec<(f64, u64, &K)> = self
-            .clients
-            .iter()
-            .map(|(key, client)| {
-                let share = client.allocated.dominant_share(total) / self.weight(key);
-                (share, client.allocations, key)
-            })
-            .collect();
-        keyed.sort_by(|a, b| {
-            a.0.total_cmp(&b.0)
-                .then(a.1.cmp(&b.1))
-                .then_with(|| a.2.cmp(b.2))
-        });
-        keyed.into_iter().map(|(_, _, key)| key.clone()).collect()
     }
 }
 
