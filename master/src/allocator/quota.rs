@@ -387,4 +387,59 @@ mod tests {
             assert_eq!(a.consumed("y").get("cpus"), 34_000, "{label}");
         }
     }
+
+    /// Random clusters and guarantees the cluster can meet: after one cycle in which every
+    /// framework keeps what it is offered, every role with a framework holds at least its
+    /// guarantee, although a role of weight 100 wants everything; with 1 and 2 shards.
+    #[test]
+    fn guarantees_the_cluster_can_meet_are_met() {
+        use proptest::prelude::*;
+        let agents = proptest::collection::vec((1..=8u32, 1..=8u32), 1..10);
+        let shares = (0..=100u32, 0..=100u32, 0..=100u32, 0..=100u32);
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases: 128,
+            ..ProptestConfig::default()
+        });
+        let result = runner.run(&(agents, shares), |(agents, (c0, m0, c1, m1))| {
+            let cpus: u32 = agents.iter().map(|a| a.0).sum();
+            let mem: u32 = agents.iter().map(|a| a.1 * 1024).sum();
+            // Guarantees in whole cpus and 256 MB steps, together at most 80% of the
+            // cluster: (fraction of the 80%) split between two roles.
+            let whole = |total: u32, pct: u32, step: u32| total * 8 / 10 * pct / 200 / step * step;
+            let guarantees = [
+                (whole(cpus, c0, 1), whole(mem, m0, 256)),
+                (whole(cpus, c1, 1), whole(mem, m1, 256)),
+            ];
+            for shards in [1, 2] {
+                let mut s = Shards::new(AllocatorConfig::default(), shards);
+                for (i, (c, m)) in agents.iter().enumerate() {
+                    let total = res(&format!("cpus:{c};mem:{}", m * 1024));
+                    s.add_agent(AgentId::from(format!("a{i}").as_str()), total, vec![])
+                        .unwrap();
+                }
+                s.set_weight("x", 100.0).unwrap();
+                s.add_framework(FrameworkId::from("fx"), vec!["x".into()], vec![]);
+                for (i, (c, m)) in guarantees.iter().enumerate() {
+                    let role = format!("q{i}");
+                    let text = format!("cpus:{c};mem:{m}");
+                    s.set_quota(&role, Quota::new(&res(&text), None)).unwrap();
+                    s.add_framework(FrameworkId::from(format!("f{i}").as_str()), vec![role], vec![]);
+                }
+                s.allocate(Instant::now());
+                s.check_invariants().map_err(|e| TestCaseError::fail(e.to_string()))?;
+                for (i, (c, m)) in guarantees.iter().enumerate() {
+                    let held = s.consumed(&format!("q{i}"));
+                    prop_assert!(
+                        held.get("cpus") >= i64::from(*c) * 1000
+                            && held.get("mem") >= i64::from(*m) * 1000,
+                        "{shards} shards, agents {agents:?}: q{i} holds {held:?}, guaranteed cpus:{c};mem:{m}"
+                    );
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            panic!("{e}");
+        }
+    }
 }
