@@ -37,6 +37,10 @@ pub struct MasterArgs {
     /// Seconds without a report after which an agent is removed and its tasks lost.
     #[arg(long)]
     agent_timeout: Option<f64>,
+    /// Allocator shards, each owning part of the agents; a full cycle runs them in
+    /// parallel. Default: the number of cores.
+    #[arg(long)]
+    shards: Option<usize>,
 }
 
 #[derive(Args)]
@@ -86,6 +90,15 @@ pub fn resolve(addr: &str) -> Result<SocketAddr> {
         .ok_or_else(|| anyhow!("address '{addr}' resolves to nothing"))
 }
 
+/// `--shards`: at least 1; default the number of cores.
+pub fn shard_count(asked: Option<usize>) -> Result<usize> {
+    match asked {
+        Some(0) => bail!("invalid --shards 0: a master needs at least one allocator shard"),
+        Some(n) => Ok(n),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
+}
+
 fn seconds(value: f64, what: &str) -> Result<Duration> {
     if !(value.is_finite() && value > 0.0) {
         bail!("invalid {what} '{value}': must be a positive number of seconds");
@@ -124,6 +137,7 @@ pub fn master(args: MasterArgs) -> Result<()> {
     if let Some(s) = layers.get(args.agent_timeout, "agent-timeout")? {
         core.agent_timeout = seconds(s, "--agent-timeout")?;
     }
+    core.allocator_shards = shard_count(layers.get(args.shards, "shards")?)?;
     if let Some(dir) = &data_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data dir {}", dir.display()))?;

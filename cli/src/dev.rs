@@ -33,6 +33,9 @@ pub struct DevArgs {
     /// Directory of device nodes scanned for GPUs (default /dev).
     #[arg(long)]
     gpu_devices: Option<PathBuf>,
+    /// Allocator shards of the master. Default: the number of cores.
+    #[arg(long)]
+    shards: Option<usize>,
 }
 
 /// The port after the master's when it is free (5051 beside the default 5050, as in
@@ -77,7 +80,10 @@ pub fn run(args: DevArgs) -> Result<()> {
         http_listen: None,
         ca_pem: ca.cert_pem.clone(),
         identity: master_id,
-        core: fleet_master::core::MasterConfig::default(),
+        core: fleet_master::core::MasterConfig {
+            allocator_shards: crate::daemons::shard_count(args.shards)?,
+            ..fleet_master::core::MasterConfig::default()
+        },
     })?;
     let agent = match fleet_agent::start(fleet_agent::AgentConfig {
         masters: vec![master.quic_addr()],

@@ -76,7 +76,27 @@ async fn framework(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_weighted_one_and_three_share_an_agent_one_to_three() -> Result<()> {
-    let mut dev = Dev::start(&["--resources", "cpus:4;mem:4096"])?;
+    weighted_one_to_three(&["--shards", "1"]).await
+}
+
+/// The same with the master's allocator in two shards (`fleet dev --shards 2`): tasks run
+/// end to end and the weights still hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_allocator_shards_roles_weighted_one_and_three_share_one_to_three() -> Result<()> {
+    weighted_one_to_three(&["--shards", "2"]).await
+}
+
+async fn weighted_one_to_three(flags: &[&str]) -> Result<()> {
+    let mut args = vec!["--resources", "cpus:4;mem:4096"];
+    args.extend_from_slice(flags);
+    let mut dev = Dev::start(&args)?;
+    let shards = flags.last().copied().unwrap_or("1");
+    let (status, metrics) = http(([127, 0, 0, 1], dev.port).into(), "GET", "/metrics", "")?;
+    assert_eq!(status, 200, "{metrics}");
+    assert!(
+        metrics.contains(&format!("fleet_master_allocator_shards {shards}")),
+        "the master does not run {shards} allocator shards:\n{metrics}"
+    );
     let (status, body) = http(
         ([127, 0, 0, 1], dev.port).into(),
         "POST",

@@ -46,13 +46,49 @@ pub struct Shards {
 }
 
 impl Shards {
-    /// `count` shards (at least one) sharing one table.
+    /// `count` shards sharing one table; one shard is a plain [`Allocator`] (no table).
     pub fn new(config: AllocatorConfig, count: usize) -> Self {
         let table = SharedTable::new();
-        let shards = (0..count.max(1))
-            .map(|_| Allocator::shard(config.clone(), table.clone()))
-            .collect();
+        let shards = if count <= 1 {
+            vec![Allocator::new(config)]
+        } else {
+            (0..count)
+                .map(|_| Allocator::shard(config.clone(), table.clone()))
+                .collect()
+        };
         Self { table, shards }
+    }
+
+    /// A full cycle with every shard in a thread of its own, at once (scoped threads for
+    /// the cycle's duration); one shard runs in the caller's thread. The offers of shard 0
+    /// come first, then shard 1's, and so on.
+    pub fn allocate_parallel(&mut self, now: Instant) -> Vec<Allocation> {
+        if self.shards.len() == 1 {
+            return self.shards[0].allocate(now);
+        }
+        std::thread::scope(|scope| {
+            let running: Vec<_> = self
+                .shards
+                .iter_mut()
+                .map(|shard| scope.spawn(move || shard.allocate(now)))
+                .collect();
+            running
+                .into_iter()
+                .flat_map(|thread| match thread.join() {
+                    Ok(offers) => offers,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                })
+                .collect()
+        })
+    }
+
+    pub fn config(&self) -> &AllocatorConfig {
+        self.shards[0].config()
+    }
+
+    /// Role weights that were set.
+    pub fn weights(&self) -> BTreeMap<String, f64> {
+        self.shards[0].weights()
     }
 
     pub fn table(&self) -> &Arc<SharedTable> {
@@ -234,6 +270,10 @@ impl Shards {
     /// Checks that the shared table holds, for every role, exactly the sum of what the
     /// shards hold for it on their own agents; the error names the first difference.
     pub fn check_table(&self) -> Result<(), String> {
+        if self.shards.len() == 1 {
+            // One shard keeps no table.
+            return Ok(());
+        }
         let mut sums: BTreeMap<String, Quantities> = BTreeMap::new();
         for shard in &self.shards {
             for (role, quantities) in shard.role_allocations() {

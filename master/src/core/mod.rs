@@ -27,7 +27,8 @@ use fleet_proto::messages::agent::{AgentInfo, AgentMessage, ArchivedReport, Mast
 use fleet_proto::messages::scheduler::{Call, Event};
 use fleet_proto::resources::Scalar;
 
-use crate::allocator::{Allocator, AllocatorConfig};
+use crate::allocator::AllocatorConfig;
+use crate::allocator::sharded::Shards;
 use crate::registry::Registry;
 
 use records::{Agent, Framework, OfferRecord, Peer, Task};
@@ -106,6 +107,9 @@ pub struct MasterConfig {
     pub max_completed_tasks: usize,
     pub min_allocatable_cpus: Scalar,
     pub min_allocatable_mem_mb: Scalar,
+    /// Allocator shards: agents are split among them, and a full cycle runs them in
+    /// parallel over the shared table (`allocator/sharded.rs`). 1: one allocator.
+    pub allocator_shards: usize,
 }
 
 impl Default for MasterConfig {
@@ -123,6 +127,7 @@ impl Default for MasterConfig {
             max_completed_tasks: 1000,
             min_allocatable_cpus: allocator.min_allocatable_cpus,
             min_allocatable_mem_mb: allocator.min_allocatable_mem_mb,
+            allocator_shards: 1,
         }
     }
 }
@@ -175,7 +180,7 @@ struct Timers {
 pub struct Master {
     config: MasterConfig,
     registry: Box<dyn Registry>,
-    allocator: Allocator,
+    allocator: Shards,
     conns: HashMap<ConnId, Peer>,
     agents: BTreeMap<AgentId, Agent>,
     /// Admitted in the registry but not re-registered since this master started.
@@ -213,7 +218,7 @@ impl Master {
     /// their ids, frameworks may re-subscribe with theirs, weights apply at once.
     pub fn new(config: MasterConfig, registry: Box<dyn Registry>) -> Self {
         let snapshot = registry.snapshot();
-        let mut allocator = Allocator::new(config.allocator_config());
+        let mut allocator = Shards::new(config.allocator_config(), config.allocator_shards);
         for (role, weight) in &snapshot.weights {
             if let Err(e) = allocator.set_weight(role, *weight) {
                 tracing::warn!("ignoring weight from the registry: {e}");

@@ -26,7 +26,7 @@ impl Master {
     /// resulting offers, one OFFERS event per framework.
     pub(super) fn allocate(&mut self, full: bool, now: Instant, out: &mut Vec<Output>) {
         let allocations = if full {
-            self.allocator.allocate(now)
+            self.allocator.allocate_parallel(now)
         } else {
             let agents: Vec<AgentId> = self.allocate_agents.iter().cloned().collect();
             self.allocator.allocate_agents(&agents, now)

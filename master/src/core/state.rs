@@ -24,6 +24,8 @@ pub struct MasterState {
     pub recovered_agents: Vec<AgentId>,
     pub outstanding_offers: usize,
     pub shares: Shares,
+    /// Allocator shards (`--shards`).
+    pub allocator_shards: usize,
     /// Role weights that were set (others weigh 1.0).
     pub weights: std::collections::BTreeMap<String, f64>,
     /// Quotas by role, as set.
@@ -137,6 +139,7 @@ impl Master {
             recovered_agents: self.recovered_agents.keys().cloned().collect(),
             outstanding_offers: self.offers.len(),
             shares,
+            allocator_shards: self.allocator.count(),
             weights: self.allocator.weights(),
             quotas: self.quotas.clone(),
             counters: self.counters.clone(),

@@ -67,6 +67,11 @@ pub fn render(state: &MasterState) -> String {
         "Scalar resources over all agents: total, used by tasks, offered.",
         &samples,
     );
+    gauge(
+        "fleet_master_allocator_shards",
+        "Allocator shards; a full cycle runs them in parallel.",
+        &[(String::new(), state.allocator_shards as f64)],
+    );
     if let Ok(serde_json::Value::Object(counters)) = serde_json::to_value(&state.counters) {
         for (name, value) in counters {
             if let Some(v) = value.as_f64() {

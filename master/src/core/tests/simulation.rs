@@ -47,8 +47,22 @@ fn check_invariants(master: &Master) {
 
 #[test]
 fn ten_thousand_agents_fifty_frameworks() {
+    simulate(1);
+}
+
+/// The same with the allocator in two shards, full cycles running them in parallel.
+#[test]
+fn ten_thousand_agents_fifty_frameworks_two_allocator_shards() {
+    simulate(2);
+}
+
+fn simulate(shards: usize) {
     let started = std::time::Instant::now();
-    let mut sim = Sim::new();
+    let config = MasterConfig {
+        allocator_shards: shards,
+        ..MasterConfig::default()
+    };
+    let mut sim = Sim::with(config, Box::new(InMemoryRegistry::new()));
     let mut agent_conns: HashMap<AgentId, ConnId> = HashMap::new();
     for i in 0..AGENTS {
         let (conn, id) = sim.agent(&format!("host{i}"), "cpus:8;mem:16384");
@@ -151,7 +165,7 @@ fn ten_thousand_agents_fifty_frameworks() {
     );
     let elapsed = started.elapsed();
     eprintln!(
-        "{AGENTS} agents, {FRAMEWORKS} frameworks, {CYCLES} cycles: {} offers, {} launches in {elapsed:?}",
+        "{AGENTS} agents, {FRAMEWORKS} frameworks, {CYCLES} cycles, {shards} allocator shards: {} offers, {} launches in {elapsed:?}",
         state.counters.offers_sent, state.counters.tasks_launched
     );
     // Timing belongs to bench/; this bound only catches a pathological slowdown.
