@@ -96,6 +96,10 @@ struct RunArgs {
     /// Seconds to wait for an offer that fits.
     #[arg(long, default_value_t = 30)]
     offer_timeout: u64,
+    /// Run only on agents that meet this, e.g. `zone=west`, `rack!=r1`, `hostname~node-.*`,
+    /// `gpu` (has the attribute), `!spot` (lacks it); repeat for several (all must hold).
+    #[arg(long)]
+    constraint: Vec<String>,
     /// The command; one word is run by `sh -c`, several are exec'd as they are.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -255,6 +259,11 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         command: args.command,
         partition_aware: args.partition_aware,
         offer_timeout: std::time::Duration::from_secs(args.offer_timeout),
+        constraints: args
+            .constraint
+            .iter()
+            .map(|c| fleet_client::run::parse_constraint(c))
+            .collect::<Result<_, _>>()?,
     };
     let code = runtime()?.block_on(fleet_client::run::run(opts, &mut std::io::stdout()))?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))

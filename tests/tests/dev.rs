@@ -221,3 +221,45 @@ fn stopping_dev_kills_tasks_and_removes_cgroups_and_pins() -> Result<()> {
     assert!(!pins.exists(), "{} left behind", pins.display());
     Ok(())
 }
+
+#[test]
+fn run_with_constraints_lands_only_on_matching_agents() -> Result<()> {
+    let mut dev = Dev::start(&["--attributes", "zone:west;rack:r1"])?;
+    for constraint in ["zone=west", "zone~w.s.", "rack", "!gpu", "hostname~.+"] {
+        let out = dev
+            .fleet()
+            .args(["run", "--constraint", constraint, "--", "true"])
+            .output()?;
+        let printed = text(&out);
+        assert!(
+            out.status.success() && states(&printed).contains(&"TASK_FINISHED".to_owned()),
+            "--constraint {constraint}:\n{printed}\n{}",
+            dev.log()
+        );
+    }
+    // No agent is in zone east: no offer comes, and the run says so.
+    let out = dev
+        .fleet()
+        .args([
+            "run",
+            "--constraint",
+            "zone=east",
+            "--offer-timeout",
+            "3",
+            "--",
+            "true",
+        ])
+        .output()?;
+    let printed = text(&out);
+    assert!(!out.status.success(), "{printed}");
+    assert!(printed.contains("no offer"), "{printed}");
+    // A regular expression that does not compile is refused by the master, naming it.
+    let out = dev
+        .fleet()
+        .args(["run", "--constraint", "zone~(", "--", "true"])
+        .output()?;
+    let printed = text(&out);
+    assert!(!out.status.success(), "{printed}");
+    assert!(printed.contains("invalid regular expression"), "{printed}");
+    Ok(())
+}

@@ -12,7 +12,7 @@ use std::io::Write;
 use tokio::time::Instant;
 
 pub use lifecycle::{INTERRUPTED_EXIT, OneTaskRun, Step, exit_code, status_line};
-pub use options::{RunOptions, TaskRequest};
+pub use options::{RunOptions, TaskRequest, parse_constraint};
 
 use crate::error::ClientError;
 use crate::scheduler::{EventStream, MasterEndpoint, SchedulerClient};

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use fleet_proto::ids::{AgentId, TaskId, random_id};
-use fleet_proto::messages::scheduler::{Capabilities, FrameworkInfo, Offer};
+use fleet_proto::messages::scheduler::{
+    AttributeConstraint, Capabilities, FrameworkInfo, Offer, Predicate, RoleConstraints, Selector,
+};
 use fleet_proto::resources::{DEFAULT_ROLE, Resource, Resources, Scalar, check_role};
 use fleet_proto::task::{CommandInfo, TaskInfo};
 
@@ -33,6 +35,46 @@ pub struct RunOptions {
     pub partition_aware: bool,
     /// How long to wait for an offer that holds the task.
     pub offer_timeout: Duration,
+    /// Offer constraints, all of which an agent must meet (see [`parse_constraint`]).
+    pub constraints: Vec<AttributeConstraint>,
+}
+
+/// One `--constraint`: `NAME=VALUE` (equals), `NAME!=VALUE` (differs or is absent),
+/// `NAME~REGEX` (the whole value matches), `NAME` (present), `!NAME` (absent). `hostname`
+/// names the agent's hostname; any other NAME an attribute.
+pub fn parse_constraint(text: &str) -> Result<AttributeConstraint, ClientError> {
+    let bad = |why: &str| {
+        invalid(
+            "--constraint",
+            format!("{text:?}: {why} (NAME=VALUE, NAME!=VALUE, NAME~REGEX, NAME or !NAME)"),
+        )
+    };
+    let selector = |name: &str| -> Result<Selector, ClientError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().any(char::is_whitespace) {
+            return Err(bad("the name must be a word"));
+        }
+        Ok(if name == "hostname" {
+            Selector::Hostname
+        } else {
+            Selector::Attribute(name.to_owned())
+        })
+    };
+    let (selector, predicate) = if let Some((name, value)) = text.split_once("!=") {
+        (selector(name)?, Predicate::TextNotEquals(value.to_owned()))
+    } else if let Some((name, value)) = text.split_once('=') {
+        (selector(name)?, Predicate::TextEquals(value.to_owned()))
+    } else if let Some((name, pattern)) = text.split_once('~') {
+        (selector(name)?, Predicate::TextMatches(pattern.to_owned()))
+    } else if let Some(name) = text.strip_prefix('!') {
+        (selector(name)?, Predicate::NotExists)
+    } else {
+        (selector(text)?, Predicate::Exists)
+    };
+    Ok(AttributeConstraint {
+        selector,
+        predicate,
+    })
 }
 
 impl RunOptions {
@@ -52,6 +94,7 @@ impl RunOptions {
             command,
             partition_aware: false,
             offer_timeout: Duration::from_secs(60),
+            constraints: Vec::new(),
         }
     }
 
@@ -103,7 +146,14 @@ impl RunOptions {
                 gpu_resources: self.gpus > 0,
                 multi_role: false,
             },
-            offer_constraints: Vec::new(),
+            offer_constraints: if self.constraints.is_empty() {
+                Vec::new()
+            } else {
+                vec![RoleConstraints {
+                    role: self.effective_role().to_owned(),
+                    groups: vec![self.constraints.clone()],
+                }]
+            },
         }
     }
 

@@ -139,3 +139,34 @@ fn fit_prefers_the_role_reservation_then_unreserved() {
         Resources::parse("cpus(eng):0.1;mem:128;ports(eng):[40000-40000]").unwrap()
     );
 }
+
+#[test]
+fn constraints_parse_into_predicates() {
+    use fleet_proto::messages::scheduler::{Predicate, Selector};
+    let c = parse_constraint("zone=west").unwrap();
+    assert_eq!(c.selector, Selector::Attribute("zone".into()));
+    assert_eq!(c.predicate, Predicate::TextEquals("west".into()));
+    let c = parse_constraint("rack!=r1").unwrap();
+    assert_eq!(c.predicate, Predicate::TextNotEquals("r1".into()));
+    let c = parse_constraint("hostname~node-.*").unwrap();
+    assert_eq!(c.selector, Selector::Hostname);
+    assert_eq!(c.predicate, Predicate::TextMatches("node-.*".into()));
+    assert_eq!(
+        parse_constraint("gpu").unwrap().predicate,
+        Predicate::Exists
+    );
+    assert_eq!(
+        parse_constraint("!spot").unwrap().predicate,
+        Predicate::NotExists
+    );
+    let err = parse_constraint("=west").unwrap_err();
+    assert!(err.to_string().contains("--constraint"), "{err}");
+    // Constraints apply to the run's role.
+    let mut o = opts(&["true"]);
+    o.role = Some("web".into());
+    o.constraints = vec![parse_constraint("zone=west").unwrap()];
+    let info = o.framework_info();
+    assert_eq!(info.offer_constraints.len(), 1);
+    assert_eq!(info.offer_constraints[0].role, "web");
+    assert_eq!(info.offer_constraints[0].groups[0].len(), 1);
+}
