@@ -241,10 +241,11 @@ pub fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         Some((listener, _)) => {
             let info = info.clone();
             let stop = stop_rx.clone();
+            let sandboxes = config.work_dir.join("slaves");
             Some(
                 std::thread::Builder::new()
                     .name("fleet-http".into())
-                    .spawn(move || crate::http::serve(listener, info, snapshot, stop))
+                    .spawn(move || crate::http::serve(listener, info, sandboxes, snapshot, stop))
                     .map_err(|source| AgentError::Thread {
                         what: "HTTP",
                         source,

@@ -1,5 +1,6 @@
 //! The agent's HTTP endpoint on TCP: /health, /state, /monitor/statistics (JSON in the shape
-//! of Mesos' endpoint) and /metrics (Prometheus text). It runs on a thread of its own and
+//! of Mesos' endpoint), /metrics (Prometheus text), and the sandbox files
+//! (/files/browse, /files/read, /files/download; `files.rs`). It runs on a thread of its own and
 //! serves the usage snapshot the link publishes with each report, so a read never waits on
 //! the executors or the link.
 
@@ -110,12 +111,15 @@ impl Publisher {
 struct Served {
     info: Arc<AgentInfo>,
     snapshot: watch::Receiver<Arc<Snapshot>>,
+    /// `<work_dir>/slaves`: the only tree /files serves.
+    sandboxes: Arc<std::path::PathBuf>,
 }
 
 /// Serves until `stop` turns true (or its sender goes away). Blocks: run it on its own thread.
 pub fn serve(
     listener: std::net::TcpListener,
     info: AgentInfo,
+    sandboxes: std::path::PathBuf,
     snapshot: watch::Receiver<Arc<Snapshot>>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -146,10 +150,14 @@ pub fn serve(
             .route("/metrics", get(metrics))
             .route("/monitor/statistics", get(statistics))
             .route("/monitor/statistics.json", get(statistics))
+            .route("/files/browse", get(files_browse))
+            .route("/files/read", get(files_read))
+            .route("/files/download", get(files_download))
             .fallback(not_found)
             .with_state(Served {
                 info: Arc::new(info),
                 snapshot,
+                sandboxes: Arc::new(sandboxes),
             });
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
@@ -163,6 +171,68 @@ pub fn serve(
     });
 }
 
+/// `?path=P&offset=N&length=M` of the /files endpoints (`offset=-1`: the size only).
+#[derive(serde::Deserialize)]
+struct FilesQuery {
+    #[serde(default)]
+    path: String,
+    offset: Option<i64>,
+    length: Option<u64>,
+}
+
+fn files_refused(refused: crate::files::Refused) -> Response {
+    let status = StatusCode::from_u16(refused.status).unwrap_or(StatusCode::BAD_REQUEST);
+    if status == StatusCode::FORBIDDEN {
+        tracing::warn!("/files refused: {}", refused.message);
+    }
+    (status, format!("{}\n", refused.message)).into_response()
+}
+
+async fn files_browse(
+    State(served): State<Served>,
+    axum::extract::Query(q): axum::extract::Query<FilesQuery>,
+) -> Response {
+    match crate::files::browse(&served.sandboxes, &q.path) {
+        Ok(entries) => axum::Json(entries).into_response(),
+        Err(refused) => files_refused(refused),
+    }
+}
+
+async fn files_read(
+    State(served): State<Served>,
+    axum::extract::Query(q): axum::extract::Query<FilesQuery>,
+) -> Response {
+    let offset = match q.offset {
+        Some(n) if n < 0 => None,
+        Some(n) => Some(n.unsigned_abs()),
+        None => Some(0),
+    };
+    match crate::files::read(&served.sandboxes, &q.path, offset, q.length) {
+        Ok(chunk) => axum::Json(chunk).into_response(),
+        Err(refused) => files_refused(refused),
+    }
+}
+
+async fn files_download(
+    State(served): State<Served>,
+    axum::extract::Query(q): axum::extract::Query<FilesQuery>,
+) -> Response {
+    match crate::files::download(&served.sandboxes, &q.path) {
+        Ok((name, bytes)) => (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{name}\""),
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(refused) => files_refused(refused),
+    }
+}
+
 async fn health() -> &'static str {
     "OK\n"
 }
@@ -171,8 +241,8 @@ async fn not_found(uri: Uri) -> Response {
     (
         StatusCode::NOT_FOUND,
         format!(
-            "no endpoint '{}' on this agent; it serves /health, /state, /metrics and \
-             /monitor/statistics\n",
+            "no endpoint '{}' on this agent; it serves /health, /state, /metrics, \
+             /monitor/statistics and /files/{{browse,read,download}}\n",
             uri.path()
         ),
     )

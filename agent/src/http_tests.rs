@@ -157,9 +157,49 @@ fn serves_each_endpoint_and_stops() {
     };
     let (tx, rx) = watch::channel(Arc::new(snapshot()));
     let (stop, stop_rx) = watch::channel(false);
-    let server = std::thread::spawn(move || serve(listener, info, rx, stop_rx));
+    let work = tempfile::tempdir().unwrap();
+    let sandboxes = work.path().join("slaves");
+    let sandbox = sandboxes.join("a/frameworks/f/executors/t/runs/c");
+    std::fs::create_dir_all(&sandbox).unwrap();
+    std::fs::write(sandbox.join("stdout"), "out\n").unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", sandbox.join("escape")).unwrap();
+    let server = std::thread::spawn(move || serve(listener, info, sandboxes, rx, stop_rx));
 
     assert_eq!(get(addr, "/health"), (200, "OK\n".into()));
+    let stdout = format!("{}/stdout", sandbox.display());
+    let (status, body) = get(addr, &format!("/files/read?path={stdout}&offset=0"));
+    assert_eq!(status, 200, "{body}");
+    let chunk: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(chunk["data"], "out\n");
+    let (status, body) = get(addr, &format!("/files/read?path={stdout}&offset=-1"));
+    assert_eq!(
+        (status, body.contains("\"offset\":4")),
+        (200, true),
+        "{body}"
+    );
+    let (status, body) = get(addr, &format!("/files/browse?path={}", sandbox.display()));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("stdout"), "{body}");
+    let (status, body) = get(addr, &format!("/files/download?path={stdout}"));
+    assert_eq!((status, body.as_str()), (200, "out\n"));
+    let (status, body) = get(
+        addr,
+        &format!("/files/read?path={}/escape", sandbox.display()),
+    );
+    assert_eq!(
+        status, 403,
+        "a symlink out of the sandbox was followed: {body}"
+    );
+    let (status, _) = get(
+        addr,
+        &format!(
+            "/files/read?path={}/../../../../../../../secret",
+            sandbox.display()
+        ),
+    );
+    assert!(status == 403 || status == 404, "{status}");
+    let (status, _) = get(addr, "/files/read?path=/etc/hostname");
+    assert_eq!(status, 403);
     let (status, body) = get(addr, "/monitor/statistics");
     assert_eq!(status, 200);
     let stats: serde_json::Value = serde_json::from_str(&body).unwrap();

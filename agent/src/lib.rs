@@ -8,6 +8,7 @@ pub mod detect;
 pub mod ebpf;
 pub mod error;
 pub mod executors;
+pub mod files;
 pub mod http;
 pub mod link;
 pub mod tasks;

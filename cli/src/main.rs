@@ -55,6 +55,8 @@ enum Command {
     Run(RunArgs),
     /// Show agents, frameworks and tasks.
     Status(StatusArgs),
+    /// Print a task's stdout (or stderr) from its sandbox; --follow until it ends.
+    Logs(LogsArgs),
     /// Show role quotas, or set or remove one (guarantees and limits).
     Quota(QuotaArgs),
     /// Show roles with their weights and shares, or set weights.
@@ -111,6 +113,24 @@ struct StatusArgs {
     #[arg(long)]
     master: Option<String>,
     /// Print the master's JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct LogsArgs {
+    /// The task's id (see `fleet status`).
+    task: String,
+    /// Master address. Default: the running `fleet dev`, else 127.0.0.1:5050.
+    #[arg(long)]
+    master: Option<String>,
+    /// The task's stderr instead of its stdout.
+    #[arg(long)]
+    stderr: bool,
+    /// Keep printing what the task writes until it ends.
+    #[arg(long, short)]
+    follow: bool,
+    /// Print each piece as a JSON line: {"task", "file", "offset", "data"}.
     #[arg(long)]
     json: bool,
 }
@@ -225,6 +245,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Agent(args) => daemons::agent(args).map(|()| ExitCode::SUCCESS),
         Command::Run(args) => run(args),
         Command::Status(args) => status(args),
+        Command::Logs(args) => logs(args),
         Command::Quota(args) => quota(args),
         Command::Weights(args) => weights(args),
         Command::Certs(args) => certs_command(args).map(|()| ExitCode::SUCCESS),
@@ -274,6 +295,61 @@ fn status(args: StatusArgs) -> Result<ExitCode> {
     let state = fleet_client::operator::status(daemons::resolve(&master)?)?;
     fleet_client::operator::print_status(&state, args.json, &mut std::io::stdout())?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn logs(args: LogsArgs) -> Result<ExitCode> {
+    use fleet_client::operator::{read_file, status as master_state, task_files};
+    use std::io::Write as _;
+    let (master, _) = profile::client_target(args.master, None)?;
+    let http = daemons::resolve(&master)?;
+    let name = if args.stderr { "stderr" } else { "stdout" };
+    // /state is a copy at most 200 ms old: a task launched just now may not be in it yet.
+    let mut attempt = 0;
+    let mut files = loop {
+        match task_files(&master_state(http)?, &args.task, http) {
+            Ok(files) => break files,
+            Err(e) if attempt < 4 => {
+                attempt += 1;
+                tracing::debug!("{e}; asking again");
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let path = format!("{}/{name}", files.sandbox.trim_end_matches('/'));
+    let mut offset = 0u64;
+    let mut out = std::io::stdout();
+    let mut last_state_check = std::time::Instant::now();
+    loop {
+        let (data, at) = read_file(&files.agent_http, &path, offset)?;
+        if !data.is_empty() {
+            if args.json {
+                let line = serde_json::json!({
+                    "task": args.task, "file": name, "offset": at, "data": data,
+                });
+                writeln!(out, "{line}")?;
+            } else {
+                write!(out, "{data}")?;
+            }
+            out.flush()?;
+            offset = at + data.len() as u64;
+            continue;
+        }
+        let ended = files.state.starts_with("TASK_")
+            && !matches!(
+                files.state.as_str(),
+                "TASK_STAGING" | "TASK_STARTING" | "TASK_RUNNING" | "TASK_KILLING"
+            );
+        if !args.follow || ended {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        if last_state_check.elapsed() >= std::time::Duration::from_secs(1) {
+            // The task may have ended; read once more after it did, then stop.
+            files = task_files(&master_state(http)?, &args.task, http)?;
+            last_state_check = std::time::Instant::now();
+        }
+    }
 }
 
 fn quota(args: QuotaArgs) -> Result<ExitCode> {

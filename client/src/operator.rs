@@ -188,6 +188,103 @@ pub fn print_roles(answer: &Value, json: bool, out: &mut impl Write) -> Result<(
     )
 }
 
+/// Where a task's files are: its agent's HTTP address, its sandbox, and its state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskFiles {
+    pub agent_http: String,
+    pub sandbox: String,
+    pub state: String,
+}
+
+/// Finds `task` (live or completed) in the master's `state` and where its sandbox is.
+pub fn task_files(state: &Value, task: &str, master: SocketAddr) -> Result<TaskFiles, ClientError> {
+    let mut all = list(state, &["tasks"]);
+    all.extend(list(state, &["completed_tasks"]));
+    let found = all
+        .into_iter()
+        .rev()
+        .find(|t| text(t, &["id", "task_id"]) == task)
+        .ok_or_else(|| ClientError::InvalidOption {
+            option: "TASK",
+            reason: format!("master {master} knows no task '{task}' (see `fleet status`)"),
+        })?;
+    let sandbox = found
+        .get("sandbox")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ClientError::InvalidOption {
+            option: "TASK",
+            reason: format!(
+                "task '{task}' has no sandbox yet (state {})",
+                text(found, &["state"])
+            ),
+        })?;
+    let agent_id = text(found, &["agent_id"]);
+    let agent_http = list(state, &["agents"])
+        .into_iter()
+        .find(|a| text(a, &["id"]) == agent_id)
+        .map(|a| text(a, &["http_address"]))
+        .filter(|h| !h.is_empty() && h != "-")
+        .ok_or_else(|| ClientError::InvalidOption {
+            option: "TASK",
+            reason: format!(
+                "task '{task}' ran on agent {agent_id}, which the master no longer knows or which has no HTTP endpoint"
+            ),
+        })?;
+    Ok(TaskFiles {
+        agent_http,
+        sandbox: sandbox.to_owned(),
+        state: text(found, &["state"]),
+    })
+}
+
+/// Reads `path` on the agent at `agent_http` from `offset` (`/files/read`): the data and
+/// the offset it starts at.
+pub fn read_file(agent_http: &str, path: &str, offset: u64) -> Result<(String, u64), ClientError> {
+    let url = format!("http://{agent_http}/files/read");
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(HTTP_TIMEOUT))
+        .http_status_as_error(false)
+        .build();
+    let agent = ureq::Agent::new_with_config(config);
+    let http_error = |reason: String| ClientError::Http {
+        url: format!("{url}?path={path}"),
+        reason,
+    };
+    let mut response = agent
+        .get(&url)
+        .query("path", path)
+        .query("offset", offset.to_string())
+        .call()
+        .map_err(|e| {
+            http_error(match e {
+                ureq::Error::Io(io) => format!("agent unreachable: {io}"),
+                other => other.to_string(),
+            })
+        })?;
+    let status = response.status().as_u16();
+    if status >= 400 {
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        return Err(http_error(format!(
+            "the agent refused (HTTP {status}): {}",
+            body.trim()
+        )));
+    }
+    let chunk: Value = response
+        .body_mut()
+        .read_json()
+        .map_err(|e| http_error(format!("the body is not JSON: {e}")))?;
+    let data = chunk
+        .get("data")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let at = chunk
+        .get("offset")
+        .and_then(Value::as_u64)
+        .unwrap_or(offset);
+    Ok((data.to_owned(), at))
+}
+
 /// The master's `/state`: `{"agents": [...], "frameworks": [...], "tasks": [...]}`.
 pub fn status(http_addr: SocketAddr) -> Result<Value, ClientError> {
     get_json(http_addr, "/state")

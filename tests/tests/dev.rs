@@ -263,3 +263,57 @@ fn run_with_constraints_lands_only_on_matching_agents() -> Result<()> {
     assert!(printed.contains("invalid regular expression"), "{printed}");
     Ok(())
 }
+
+#[test]
+fn logs_prints_a_task_s_output_and_follows_it_to_the_end() -> Result<()> {
+    let mut dev = Dev::start(&[])?;
+    // A finished task: its stdout and stderr.
+    let out = dev
+        .fleet()
+        .args([
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "echo to-stdout; echo to-stderr >&2",
+        ])
+        .output()?;
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}\n{}", dev.log());
+    let id = task_id(&printed).context("no task id")?;
+    let out = dev.fleet().args(["logs", &id]).output()?;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "to-stdout\n");
+    let out = dev.fleet().args(["logs", &id, "--stderr"]).output()?;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("to-stderr"),
+        "{}",
+        text(&out)
+    );
+    let out = dev.fleet().args(["logs", &id, "--json"]).output()?;
+    let line: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(line["data"], "to-stdout\n", "{line}");
+    // An unknown task is named.
+    let out = dev.fleet().args(["logs", "no-such-task"]).output()?;
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("no task 'no-such-task'"),
+        "{}",
+        text(&out)
+    );
+
+    // A running task, followed until it ends: both lines, the second written later.
+    let mut run = Process::spawn(
+        "fleet run",
+        dev.fleet()
+            .args(["run", "--", "sh", "-c", "echo one; sleep 2; echo two"]),
+    )?;
+    let launched = run.wait_for(" launching on agent ", Duration::from_secs(30))?;
+    let id = task_id(&launched).context("no task id")?;
+    let out = dev.fleet().args(["logs", "--follow", &id]).output()?;
+    let followed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(followed, "one\ntwo\n", "{}", text(&out));
+    run.wait_for("TASK_FINISHED", Duration::from_secs(30))?;
+    Ok(())
+}
