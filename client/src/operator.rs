@@ -14,13 +14,20 @@ use crate::error::ClientError;
 /// How long one HTTP request to the master may take.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// An HTTP client with the request timeout; with `statuses`, 4xx and 5xx answers come back
+/// as responses (to read the server's reason) instead of errors.
+fn http_agent(statuses: bool) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(HTTP_TIMEOUT))
+        .http_status_as_error(!statuses)
+        .build();
+    ureq::Agent::new_with_config(config)
+}
+
 /// GETs `path` (e.g. "/state") from the master's HTTP address and parses the JSON body.
 pub fn get_json(http_addr: SocketAddr, path: &str) -> Result<Value, ClientError> {
     let url = format!("http://{http_addr}{path}");
-    let config = ureq::Agent::config_builder()
-        .timeout_global(Some(HTTP_TIMEOUT))
-        .build();
-    let agent = ureq::Agent::new_with_config(config);
+    let agent = http_agent(false);
     let http_error = |reason: String| ClientError::Http {
         url: url.clone(),
         reason,
@@ -45,11 +52,7 @@ pub fn get_json(http_addr: SocketAddr, path: &str) -> Result<Value, ClientError>
 /// JSON answer. A refusal (4xx, 5xx) comes back as an error carrying the master's reason.
 pub fn call(http_addr: SocketAddr, body: &Value) -> Result<Value, ClientError> {
     let url = format!("http://{http_addr}/api/v1");
-    let config = ureq::Agent::config_builder()
-        .timeout_global(Some(HTTP_TIMEOUT))
-        .http_status_as_error(false)
-        .build();
-    let agent = ureq::Agent::new_with_config(config);
+    let agent = http_agent(true);
     let http_error = |reason: String| ClientError::Http {
         url: url.clone(),
         reason,
@@ -105,18 +108,32 @@ pub fn quota_quantities(text: &str, option: &'static str) -> Result<Value, Clien
     Ok(Value::Object(map))
 }
 
-/// Prints GET_QUOTA's answer as a table of roles with their guarantees and limits.
-pub fn print_quota(answer: &Value, json: bool, out: &mut impl Write) -> Result<(), ClientError> {
-    let configs = answer
-        .pointer("/get_quota/status/configs")
+/// The array at `pointer` in an operator call's answer, printed as pretty JSON with
+/// `json` (then `None`: nothing more to print), else returned for a table.
+fn listed(
+    answer: &Value,
+    pointer: &str,
+    json: bool,
+    out: &mut impl Write,
+) -> Result<Option<Vec<Value>>, ClientError> {
+    let items = answer
+        .pointer(pointer)
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
     if json {
-        let text = serde_json::to_string_pretty(&configs).unwrap_or_default();
+        let text = serde_json::to_string_pretty(&items).unwrap_or_default();
         writeln!(out, "{text}")?;
-        return Ok(());
+        return Ok(None);
     }
+    Ok(Some(items))
+}
+
+/// Prints GET_QUOTA's answer as a table of roles with their guarantees and limits.
+pub fn print_quota(answer: &Value, json: bool, out: &mut impl Write) -> Result<(), ClientError> {
+    let Some(configs) = listed(answer, "/get_quota/status/configs", json, out)? else {
+        return Ok(());
+    };
     let rows: Vec<Vec<String>> = configs
         .iter()
         .map(|c| {
@@ -151,16 +168,9 @@ fn quota_text(v: Option<&Value>) -> String {
 /// Prints GET_ROLES' answer as a table of roles with weight, dominant share and
 /// frameworks.
 pub fn print_roles(answer: &Value, json: bool, out: &mut impl Write) -> Result<(), ClientError> {
-    let roles = answer
-        .pointer("/get_roles/roles")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if json {
-        let text = serde_json::to_string_pretty(&roles).unwrap_or_default();
-        writeln!(out, "{text}")?;
+    let Some(roles) = listed(answer, "/get_roles/roles", json, out)? else {
         return Ok(());
-    }
+    };
     let rows: Vec<Vec<String>> = roles
         .iter()
         .map(|r| {
@@ -242,11 +252,7 @@ pub fn task_files(state: &Value, task: &str, master: SocketAddr) -> Result<TaskF
 /// the offset it starts at.
 pub fn read_file(agent_http: &str, path: &str, offset: u64) -> Result<(String, u64), ClientError> {
     let url = format!("http://{agent_http}/files/read");
-    let config = ureq::Agent::config_builder()
-        .timeout_global(Some(HTTP_TIMEOUT))
-        .http_status_as_error(false)
-        .build();
-    let agent = ureq::Agent::new_with_config(config);
+    let agent = http_agent(true);
     let http_error = |reason: String| ClientError::Http {
         url: format!("{url}?path={path}"),
         reason,

@@ -27,7 +27,7 @@ use fleet_proto::ids::{AgentId, FrameworkId};
 use fleet_proto::resources::Resources;
 
 use super::sharded::{Shards, ThreadedShards, shard_of};
-use super::{Allocation, Allocator, AllocatorConfig};
+use super::{Allocation, AllocatorConfig};
 
 const AGENTS: usize = 2_999;
 /// (role, weight, frameworks)
@@ -117,23 +117,14 @@ fn free() -> usize {
     AGENTS - HELD
 }
 
+/// Exact sequential DRF: one allocator (`Shards` with one shard is a plain `Allocator`).
 fn sequential() -> Outcome {
-    let mut allocator = Allocator::new(AllocatorConfig::default());
-    for (role, weight, _) in ROLES {
-        allocator.set_weight(role, weight).expect("weight");
-    }
-    for (framework, role) in frameworks() {
-        allocator.add_framework(framework, vec![role.to_owned()], vec![]);
-    }
-    for (id, used) in agents() {
-        allocator.add_agent(id, total(), used).expect("agent");
-    }
-    let offers = allocator.allocate(Instant::now());
-    assert_eq!(offers.len(), free(), "every free agent is offered once");
-    outcome(&offers)
+    with_shards(1, false)
 }
 
-fn interleaved(shards: usize) -> Outcome {
+/// `shards` shards, their cycle interleaved agent by agent in this thread, or (`parallel`)
+/// run on a thread each as the master runs them (`Shards::allocate_parallel`).
+fn with_shards(shards: usize, parallel: bool) -> Outcome {
     let mut allocator = Shards::new(AllocatorConfig::default(), shards);
     for (role, weight, _) in ROLES {
         allocator.set_weight(role, weight).expect("weight");
@@ -144,9 +135,14 @@ fn interleaved(shards: usize) -> Outcome {
     for (id, used) in agents() {
         allocator.add_agent(id, total(), used).expect("agent");
     }
-    let offers = allocator.allocate(Instant::now());
+    let offers = if parallel {
+        allocator.allocate_parallel(Instant::now())
+    } else {
+        allocator.allocate(Instant::now())
+    };
     assert_eq!(offers.len(), free(), "every free agent is offered once");
     allocator.check_invariants().expect("invariants");
+    allocator.check_table().expect("table");
     outcome(&offers)
 }
 
@@ -235,7 +231,18 @@ fn within_bound(label: &str, shards: usize, exact: &Outcome, got: &Outcome) {
 fn interleaved_shards_stay_within_the_bound_of_sequential_drf() {
     let exact = sequential();
     for shards in [1, 2, 4] {
-        within_bound("interleaved", shards, &exact, &interleaved(shards));
+        within_bound("interleaved", shards, &exact, &with_shards(shards, false));
+    }
+}
+
+/// As the master runs them: a full cycle on a scoped thread per shard.
+#[test]
+fn parallel_shards_stay_within_the_bound_of_sequential_drf() {
+    let exact = sequential();
+    for shards in [2, 4] {
+        for _ in 0..3 {
+            within_bound("parallel", shards, &exact, &with_shards(shards, true));
+        }
     }
 }
 
