@@ -78,6 +78,11 @@ impl OneTaskRun {
     /// The error to end with when [`offer_deadline`](Self::offer_deadline) passed.
     pub fn no_offer_error(&self) -> ClientError {
         let seen = match (&self.last_unfitting, self.offers_seen) {
+            (_, 0) if !self.opts.constraints.is_empty() => {
+                " (no offers received: is an agent registered that meets every --constraint \
+                 and has enough free resources?)"
+                    .to_owned()
+            }
             (_, 0) => " (no offers received: is an agent registered with enough free resources?)"
                 .to_owned(),
             (Some(last), n) => format!(" ({n} offers seen, none fitted; last: {last})"),
