@@ -409,6 +409,14 @@ impl ThreadedShards {
         &self,
         f: impl Fn(&mut ShardState) -> T + Send + Sync + 'static,
     ) -> Result<Vec<T>, ShardStopped> {
+        self.on_all_indexed(move |_, state| f(state))
+    }
+
+    /// [`ThreadedShards::on_all`], telling `f` which shard it runs on.
+    fn on_all_indexed<T: Send + 'static>(
+        &self,
+        f: impl Fn(usize, &mut ShardState) -> T + Send + Sync + 'static,
+    ) -> Result<Vec<T>, ShardStopped> {
         let f = Arc::new(f);
         let mut answers = Vec::new();
         for index in 0..self.queues.len() {
@@ -417,7 +425,7 @@ impl ThreadedShards {
             self.send(
                 index,
                 Box::new(move |state| {
-                    let _ = reply.send(f(state));
+                    let _ = reply.send(f(index, state));
                 }),
             )?;
             answers.push(answer);
@@ -436,24 +444,8 @@ impl ThreadedShards {
         &self,
         f: impl Fn(usize, &mut Allocator) + Send + Sync + 'static,
     ) -> Result<(), ShardStopped> {
-        let f = Arc::new(f);
-        let mut answers = Vec::new();
-        for index in 0..self.queues.len() {
-            let (reply, answer) = mpsc::sync_channel(1);
-            let f = f.clone();
-            self.send(
-                index,
-                Box::new(move |state| {
-                    f(index, &mut state.allocator);
-                    let _ = reply.send(());
-                }),
-            )?;
-            answers.push(answer);
-        }
-        for (index, answer) in answers.into_iter().enumerate() {
-            answer.recv().map_err(|_| ShardStopped(index))?;
-        }
-        Ok(())
+        self.on_all_indexed(move |index, state| f(index, &mut state.allocator))
+            .map(drop)
     }
 
     /// Runs `f` on the shard that owns `agent` and waits for its answer.
