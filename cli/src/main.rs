@@ -55,6 +55,10 @@ enum Command {
     Run(RunArgs),
     /// Show agents, frameworks and tasks.
     Status(StatusArgs),
+    /// Show the agents.
+    Agents(StatusArgs),
+    /// Show the tasks, live then completed.
+    Tasks(StatusArgs),
     /// Print a task's stdout (or stderr) from its sandbox; --follow until it ends.
     Logs(LogsArgs),
     /// Show role quotas, or set or remove one (guarantees and limits).
@@ -245,6 +249,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Agent(args) => daemons::agent(args).map(|()| ExitCode::SUCCESS),
         Command::Run(args) => run(args),
         Command::Status(args) => status(args),
+        Command::Agents(args) => listing(args, fleet_client::operator::print_agents),
+        Command::Tasks(args) => listing(args, fleet_client::operator::print_tasks),
         Command::Logs(args) => logs(args),
         Command::Quota(args) => quota(args),
         Command::Weights(args) => weights(args),
@@ -288,6 +294,21 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let code = runtime()?.block_on(fleet_client::run::run(opts, &mut std::io::stdout()))?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// `fleet agents`, `fleet tasks`: one part of /state, as a table or JSON.
+fn listing(
+    args: StatusArgs,
+    print: fn(
+        &serde_json::Value,
+        bool,
+        &mut std::io::Stdout,
+    ) -> Result<(), fleet_client::ClientError>,
+) -> Result<ExitCode> {
+    let (master, _) = profile::client_target(args.master, None)?;
+    let state = fleet_client::operator::status(daemons::resolve(&master)?)?;
+    print(&state, args.json, &mut std::io::stdout())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn status(args: StatusArgs) -> Result<ExitCode> {

@@ -303,12 +303,21 @@ pub fn print_status(state: &Value, json: bool, out: &mut impl Write) -> Result<(
         writeln!(out, "{text}")?;
         return Ok(());
     }
-    let agents = list(state, &["agents", "slaves"]);
-    let frameworks = list(state, &["frameworks"]);
-    let completed_frameworks = list(state, &["completed_frameworks"]);
-    let mut tasks = tasks(state, &frameworks);
-    tasks.extend(list(state, &["completed_tasks"]));
+    print_agents(state, false, out)?;
+    writeln!(out)?;
+    print_frameworks(state, out)?;
+    writeln!(out)?;
+    print_tasks(state, false, out)
+}
 
+/// Prints the agents of `state` (`fleet agents`), or their JSON with `json`.
+pub fn print_agents(state: &Value, json: bool, out: &mut impl Write) -> Result<(), ClientError> {
+    let agents = list(state, &["agents", "slaves"]);
+    if json {
+        let text = serde_json::to_string_pretty(&agents).unwrap_or_default();
+        writeln!(out, "{text}")?;
+        return Ok(());
+    }
     let rows: Vec<Vec<String>> = agents
         .iter()
         .map(|a| {
@@ -328,8 +337,12 @@ pub fn print_status(state: &Value, json: bool, out: &mut impl Write) -> Result<(
         "AGENTS",
         &["ID", "HOSTNAME", "RESOURCES", "USED"],
         &rows,
-    )?;
+    )
+}
 
+fn print_frameworks(state: &Value, out: &mut impl Write) -> Result<(), ClientError> {
+    let frameworks = list(state, &["frameworks"]);
+    let completed_frameworks = list(state, &["completed_frameworks"]);
     let mut rows: Vec<Vec<String>> = frameworks
         .iter()
         .map(|f| {
@@ -350,9 +363,20 @@ pub fn print_status(state: &Value, json: bool, out: &mut impl Write) -> Result<(
             "removed".to_owned(),
         ]
     }));
-    writeln!(out)?;
-    table(out, "FRAMEWORKS", &["ID", "NAME", "ROLES", "ACTIVE"], &rows)?;
+    table(out, "FRAMEWORKS", &["ID", "NAME", "ROLES", "ACTIVE"], &rows)
+}
 
+/// Prints the tasks of `state`, live then completed (`fleet tasks`), or their JSON with
+/// `json`.
+pub fn print_tasks(state: &Value, json: bool, out: &mut impl Write) -> Result<(), ClientError> {
+    let frameworks = list(state, &["frameworks"]);
+    let mut tasks = tasks(state, &frameworks);
+    tasks.extend(list(state, &["completed_tasks"]));
+    if json {
+        let text = serde_json::to_string_pretty(&tasks).unwrap_or_default();
+        writeln!(out, "{text}")?;
+        return Ok(());
+    }
     let rows: Vec<Vec<String>> = tasks
         .iter()
         .map(|t| {
@@ -364,9 +388,7 @@ pub fn print_status(state: &Value, json: bool, out: &mut impl Write) -> Result<(
             ]
         })
         .collect();
-    writeln!(out)?;
-    table(out, "TASKS", &["ID", "NAME", "STATE", "AGENT"], &rows)?;
-    Ok(())
+    table(out, "TASKS", &["ID", "NAME", "STATE", "AGENT"], &rows)
 }
 
 /// The first array found under one of `keys`.

@@ -110,3 +110,37 @@ fn an_unreachable_master_is_named() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn agents_and_tasks_are_listed() -> Result<()> {
+    let mut dev = Dev::start(&[])?;
+    let out = dev.fleet().args(["run", "--", "true"]).output()?;
+    assert!(out.status.success(), "{}\n{}", text(&out), dev.log());
+    let out = dev.fleet().args(["agents"]).output()?;
+    let printed = text(&out);
+    assert!(
+        out.status.success() && printed.contains("AGENTS (1)"),
+        "{printed}"
+    );
+    let out = dev.fleet().args(["agents", "--json"]).output()?;
+    let agents: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(agents.as_array().map(Vec::len), Some(1), "{agents}");
+    // The task may take a moment to reach the published state.
+    let mut listed = Value::Null;
+    for _ in 0..10 {
+        let out = dev.fleet().args(["tasks", "--json"]).output()?;
+        listed = serde_json::from_slice(&out.stdout)?;
+        if listed.as_array().is_some_and(|t| !t.is_empty()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(listed[0]["state"], "TASK_FINISHED", "{listed}");
+    let out = dev.fleet().args(["tasks"]).output()?;
+    let printed = text(&out);
+    assert!(
+        printed.contains("TASKS (1)") && printed.contains("TASK_FINISHED"),
+        "{printed}"
+    );
+    Ok(())
+}
