@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Context, Result};
-use fleet_tests::{Dev, http};
+use std::time::Duration;
+
+use fleet_tests::{Dev, http, wait_until};
 use serde_json::Value;
 
 /// The metric names a `/metrics` text declares (`# TYPE name kind`).
@@ -51,11 +53,17 @@ fn the_dashboard_asks_only_for_exported_metrics() -> Result<()> {
     let mut dev = Dev::start(&[])?;
     let (status, master) = http(([127, 0, 0, 1], dev.port).into(), "GET", "/metrics", "")?;
     assert_eq!(status, 200, "{master}");
-    let state = dev.state()?;
-    let agent_http = state["agents"][0]["http_address"]
-        .as_str()
-        .context("the dev agent has no HTTP address")?
-        .parse()?;
+    // Under load the agent may register a moment after dev says it is ready.
+    let agent_http: std::net::SocketAddr = wait_until(
+        Duration::from_secs(30),
+        "the dev agent with its HTTP address in /state",
+        || {
+            let state = dev.state()?;
+            Ok(state["agents"][0]["http_address"]
+                .as_str()
+                .and_then(|a| a.parse().ok()))
+        },
+    )?;
     let (status, agent) = http(agent_http, "GET", "/metrics", "")?;
     assert_eq!(status, 200, "{agent}\n{}", dev.log());
     let mut exported = declared(&master);

@@ -60,7 +60,9 @@ pub struct Snapshots {
 pub(super) fn channel(first: Published) -> (Publisher, Snapshots) {
     let (tx, rx) = watch::channel(Arc::new(first));
     let wanted = Arc::new(AtomicBool::new(false));
-    let stale = Arc::new(AtomicBool::new(false));
+    // The first copy is taken before the master serves anyone: the first reader waits for
+    // one that shows what happened since (an agent registering at once, as in `fleet dev`).
+    let stale = Arc::new(AtomicBool::new(true));
     (
         Publisher {
             tx,
@@ -128,12 +130,16 @@ mod tests {
         let (mut publisher, snapshots) = channel(published());
         let start = Instant::now();
         assert!(!publisher.due(start), "nobody asked");
-        // A fresh first copy is served as it is, but it still asks for the next one.
+        // The first copy predates serving: a reader asks for the next one at once (with
+        // no driver here, it gets the first after waiting its second).
         assert!(Arc::ptr_eq(
             &snapshots.fresh_blocking(),
             &snapshots.rx.borrow().clone()
         ));
-        assert!(publisher.due(start));
+        assert!(
+            publisher.due(start),
+            "a copy is due at once after the first"
+        );
         publisher.publish(start, published());
         assert!(!publisher.due(start + PUBLISH_EVERY), "nobody asked since");
         snapshots.wanted.store(true, Ordering::Release);
