@@ -166,6 +166,35 @@ pub struct Counters {
     pub registry_errors: u64,
 }
 
+/// Upper bounds of the allocation-run histogram's buckets, in microseconds (100 us to 10 s).
+pub const RUN_BUCKETS_US: [u64; 10] = [
+    100, 500, 1_000, 5_000, 10_000, 50_000, 100_000, 500_000, 1_000_000, 10_000_000,
+];
+
+/// How long allocation runs took (full cycles and runs after events), as a histogram.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RunTimes {
+    /// Runs per bucket of [`RUN_BUCKETS_US`] (not cumulative); the last counts the rest.
+    pub counts: [u64; RUN_BUCKETS_US.len() + 1],
+    pub sum_us: u64,
+}
+
+impl RunTimes {
+    pub fn record(&mut self, took: std::time::Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let bucket = RUN_BUCKETS_US
+            .iter()
+            .position(|bound| us <= *bound)
+            .unwrap_or(RUN_BUCKETS_US.len());
+        self.counts[bucket] += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
 #[derive(Debug, Default)]
 struct Timers {
     started: Option<Instant>,
@@ -201,6 +230,8 @@ pub struct Master {
     counters: Counters,
     /// Quotas as set (also in the registry), for /state and GET_QUOTA.
     quotas: BTreeMap<String, crate::registry::QuotaConfig>,
+    /// Wall-clock time of allocation runs, for /metrics (never for decisions).
+    run_times: RunTimes,
 }
 
 impl std::fmt::Debug for Master {
@@ -247,6 +278,7 @@ impl Master {
             timers: Timers::default(),
             counters: Counters::default(),
             quotas: snapshot.quotas,
+            run_times: RunTimes::default(),
         };
         for (id, info) in snapshot.frameworks {
             master.recover_framework(id, Some(info));

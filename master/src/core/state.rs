@@ -26,6 +26,8 @@ pub struct MasterState {
     pub shares: Shares,
     /// Allocator shards (`--shards`).
     pub allocator_shards: usize,
+    /// How long allocation runs took.
+    pub allocation_runs: super::RunTimes,
     /// Role weights that were set (others weigh 1.0).
     pub weights: std::collections::BTreeMap<String, f64>,
     /// Quotas by role, as set.
@@ -140,6 +142,7 @@ impl Master {
             outstanding_offers: self.offers.len(),
             shares,
             allocator_shards: self.allocator.count(),
+            allocation_runs: self.run_times.clone(),
             weights: self.allocator.weights(),
             quotas: self.quotas.clone(),
             counters: self.counters.clone(),

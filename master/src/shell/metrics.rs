@@ -72,6 +72,12 @@ pub fn render(state: &MasterState) -> String {
         "Allocator shards; a full cycle runs them in parallel.",
         &[(String::new(), state.allocator_shards as f64)],
     );
+    histogram(
+        &mut out,
+        "fleet_master_allocation_run_seconds",
+        "Wall-clock time of allocation runs (full cycles and runs after events).",
+        &state.allocation_runs,
+    );
     if let Ok(serde_json::Value::Object(counters)) = serde_json::to_value(&state.counters) {
         for (name, value) in counters {
             if let Some(v) = value.as_f64() {
@@ -85,4 +91,64 @@ pub fn render(state: &MasterState) -> String {
         }
     }
     out
+}
+
+/// A Prometheus histogram from the core's run times (cumulative buckets, sum, count).
+fn histogram(out: &mut String, name: &str, help: &str, runs: &crate::core::RunTimes) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    let mut cumulative = 0;
+    for (bound, count) in crate::core::RUN_BUCKETS_US.iter().zip(runs.counts) {
+        cumulative += count;
+        let le = *bound as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", runs.count());
+    let _ = writeln!(out, "{name}_sum {}", runs.sum_us as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count {}", runs.count());
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn allocation_runs_render_as_a_cumulative_histogram() {
+        let master = crate::core::Master::new(
+            crate::core::MasterConfig::default(),
+            Box::new(crate::registry::InMemoryRegistry::default()),
+        );
+        let mut state = master.state();
+        for us in [50, 700, 700, 20_000_000] {
+            state.allocation_runs.record(Duration::from_micros(us));
+        }
+        let text = render(&state);
+        let line = |le: &str| {
+            text.lines()
+                .find(|l| {
+                    l.starts_with(&format!(
+                        "fleet_master_allocation_run_seconds_bucket{{le=\"{le}\"}}"
+                    ))
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .map(str::to_owned)
+        };
+        assert!(
+            text.contains("# TYPE fleet_master_allocation_run_seconds histogram"),
+            "{text}"
+        );
+        assert_eq!(line("0.0001").as_deref(), Some("1"), "{text}");
+        assert_eq!(line("0.001").as_deref(), Some("3"), "{text}");
+        assert_eq!(line("10").as_deref(), Some("3"), "{text}");
+        assert_eq!(line("+Inf").as_deref(), Some("4"), "{text}");
+        assert!(
+            text.contains("fleet_master_allocation_run_seconds_count 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("fleet_master_allocation_run_seconds_sum 20.00145"),
+            "{text}"
+        );
+    }
 }
