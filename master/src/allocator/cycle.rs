@@ -26,17 +26,6 @@ pub struct Cycle {
     eligible: Eligible,
 }
 
-impl Cycle {
-    /// Agents the cycle looks at, in all.
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-}
-
 impl Allocator {
     /// A full cycle over all active agents. The starting agent rotates from one cycle to the
     /// next so that no agent is always first (Mesos shuffles; this stays deterministic).

@@ -248,11 +248,6 @@ impl Allocator {
         allocator
     }
 
-    /// The shared table, for a shard.
-    pub fn shared_table(&self) -> Option<&Arc<SharedTable>> {
-        self.shared.as_ref().map(|view| view.table())
-    }
-
     pub fn config(&self) -> &AllocatorConfig {
         &self.config
     }

@@ -33,8 +33,8 @@ pub struct Quota {
 }
 
 impl Quota {
-    /// A quota from resource text, e.g. `cpus:4;mem:4096` (scalars only; a reservation
-    /// role in the text is ignored, quotas are not tied to reservations).
+    /// A quota from resources such as `cpus:4;mem:4096` (their scalars; a reservation role
+    /// is ignored, quotas are not tied to reservations).
     pub fn new(guarantee: &Resources, limit: Option<&Resources>) -> Self {
         Self {
             guarantee: Quantities::of(guarantee),
@@ -86,13 +86,8 @@ pub(super) enum Stage {
 
 /// Keeps at most `caps[name]` of each capped scalar among the entries `capped` selects
 /// (taken in order, so reserved and unreserved entries of one name share the cap); other
-/// entries pass unchanged, unless `drop_uncapped` drops the selected scalars no cap names.
-fn cut(
-    resources: &Resources,
-    caps: &Quantities,
-    capped: impl Fn(&Resource) -> bool,
-    drop_uncapped: bool,
-) -> Resources {
+/// entries pass unchanged.
+fn cut(resources: &Resources, caps: &Quantities, capped: impl Fn(&Resource) -> bool) -> Resources {
     let mut left = caps.clone();
     let mut out = Resources::new();
     for resource in resources.iter() {
@@ -106,9 +101,7 @@ fn cut(
         }
         let name = resource.name.as_str();
         if !caps.iter().any(|(n, _)| n == name) {
-            if !drop_uncapped {
-                out.push(resource.clone());
-            }
+            out.push(resource.clone());
             continue;
         }
         let room = left.get(name).max(0);
@@ -212,9 +205,9 @@ impl Allocator {
                 for (name, milli) in unmet.iter() {
                     caps.set(name, milli);
                 }
-                cut(&offerable, &caps, unreserved, false)
+                cut(&offerable, &caps, unreserved)
             }
-            Stage::Fair => cut(&offerable, &self.headroom_slack(), unreserved, false),
+            Stage::Fair => cut(&offerable, &self.headroom_slack(), unreserved),
         };
         if let Some(limit) = quota.and_then(|q| q.limit.as_ref()) {
             let mut room = lacking(limit, &consumed);
@@ -223,7 +216,7 @@ impl Allocator {
                     room.set(name, -1);
                 }
             }
-            shaped = cut(&shaped, &room, |_| true, false);
+            shaped = cut(&shaped, &room, |_| true);
         }
         shaped
     }
@@ -314,15 +307,15 @@ mod tests {
     #[test]
     fn cut_keeps_at_most_the_cap_and_passes_the_rest() {
         let r = Resources::parse("cpus:4;mem:1024;ports:[1-10];cpus(a):2").unwrap();
-        let out = cut(&r, &q("cpus:3"), |_| true, false);
+        let out = cut(&r, &q("cpus:3"), |_| true);
         assert_eq!(out.cpus(), Scalar::from_milli(3_000));
         assert_eq!(out.mem_mb(), Scalar::from_milli(1_024_000));
         assert_eq!(out.ports(), r.ports());
-        let only_unreserved = cut(&r, &q("cpus:1"), |r| !r.is_reserved(), false);
+        let only_unreserved = cut(&r, &q("cpus:1"), |r| !r.is_reserved());
         assert_eq!(only_unreserved.cpus(), Scalar::from_milli(3_000));
         let mut none = Quantities::default();
         none.set("mem", -1);
-        assert_eq!(cut(&r, &none, |_| true, false).mem_mb(), Scalar::default());
+        assert_eq!(cut(&r, &none, |_| true).mem_mb(), Scalar::default());
     }
 
     #[test]

@@ -99,10 +99,6 @@ impl Shards {
         self.shards.len()
     }
 
-    pub fn shard(&self, index: usize) -> &Allocator {
-        &self.shards[index]
-    }
-
     fn owner(&mut self, agent: &AgentId) -> &mut Allocator {
         let index = shard_of(agent, self.shards.len());
         &mut self.shards[index]

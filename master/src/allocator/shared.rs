@@ -146,15 +146,6 @@ impl SharedTable {
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         registry.names.clone()
     }
-
-    /// The cluster total of resource `name`, in milli-units.
-    pub fn total(&self, name: &str) -> i64 {
-        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
-        match registry.names.iter().position(|n| n == name) {
-            Some(slot) => self.total.get(slot),
-            None => 0,
-        }
-    }
 }
 
 /// One shard's window on the table: its cached slots and counters, and its cached DRF
@@ -185,10 +176,6 @@ impl SharedView {
             sorted_at: None,
             role_order: Vec::new(),
         }
-    }
-
-    pub(super) fn table(&self) -> &Arc<SharedTable> {
-        &self.table
     }
 
     /// Registers the names of `quantities` (adding an agent); fails on too many names.
