@@ -15,6 +15,7 @@ use fleet_proto::tls::CertifiedKey;
 use tokio::sync::watch;
 
 use crate::cgroups::Layout;
+use crate::checkpoint::{Checkpoint, Recovered};
 use crate::detect::{self, MachineResources};
 use crate::ebpf::UsageProbes;
 use crate::error::AgentError;
@@ -43,6 +44,33 @@ pub struct AgentConfig {
     /// Where to serve HTTP (/health, /state, /metrics, /monitor/statistics); None serves
     /// nothing. Port 0 picks a free port: `AgentHandle::http_addr` says which.
     pub http_listen: Option<SocketAddr>,
+    /// What to do with what a previous run left in `<work_dir>/meta`.
+    pub recover: Recover,
+}
+
+/// How an agent starts over what a previous run of it left (Mesos' `--recover`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Recover {
+    /// Take the running containers back, report those that ended while the agent was
+    /// down, and re-register with the same agent id and tasks.
+    #[default]
+    Reconnect,
+    /// Kill every container the previous run left, discard its checkpoint and register
+    /// as a new agent.
+    Cleanup,
+}
+
+impl std::str::FromStr for Recover {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "reconnect" => Ok(Recover::Reconnect),
+            "cleanup" => Ok(Recover::Cleanup),
+            other => Err(format!(
+                "unknown recover mode '{other}' (expected reconnect or cleanup)"
+            )),
+        }
+    }
 }
 
 /// A running agent.
@@ -85,6 +113,21 @@ impl AgentHandle {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Stops the agent and leaves its containers running, as a crash or an upgrade would:
+    /// their state is in the checkpoint, and the next start (`Recover::Reconnect`) takes
+    /// them back. The eBPF maps stay pinned so their counts carry over.
+    pub fn detach(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(link) = self.link.take() {
+            let _ = link.join();
+        }
+        if let Some(http) = self.http.take() {
+            let _ = http.join();
+        }
+        // Dropping the pool's handle stops the executors without touching the containers.
+        drop(self.executors);
     }
 
     /// Kills every container and removes their cgroups, then stops the link. Containers go
@@ -161,6 +204,46 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// Reads what a previous run left (`Reconnect`), or kills its containers and discards it
+/// (`Cleanup`). A damaged checkpoint stops the agent with the file named.
+fn previous_run(
+    checkpoint: &Checkpoint,
+    recover: Recover,
+    layout: &Layout,
+    cgroup_root: &str,
+) -> Result<Option<Recovered>, AgentError> {
+    match recover {
+        Recover::Reconnect => checkpoint
+            .read()
+            .map_err(|e| AgentError::Config(e.to_string())),
+        Recover::Cleanup => {
+            // Whatever can be read names the containers to stop; a damaged checkpoint is
+            // discarded all the same.
+            if let Ok(Some(previous)) = checkpoint.read() {
+                for record in &previous.tasks {
+                    let cgroup = layout.container(cgroup_root, &record.container_id);
+                    if let Ok(n) = cgroup.kill_all()
+                        && n > 0
+                    {
+                        tracing::info!(container = %record.container_id, "killed {n} processes");
+                    }
+                    for _ in 0..200 {
+                        if cgroup.remove().is_ok() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                        let _ = cgroup.kill_all();
+                    }
+                }
+            }
+            checkpoint
+                .clear()
+                .map_err(|e| AgentError::Config(e.to_string()))?;
+            Ok(None)
+        }
+    }
+}
+
 /// Starts an agent. It refuses to start when a required eBPF program cannot load or the
 /// cgroup hierarchy cannot be used, naming the reason.
 pub fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
@@ -225,6 +308,18 @@ pub fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
     }));
     let (executors, events) = Executors::start(executors_config)?;
     let executors = Arc::new(executors);
+    let checkpoint = Checkpoint::new(&config.work_dir);
+    let previous = match previous_run(&checkpoint, config.recover, &layout, &config.cgroup_root) {
+        Ok(previous) => previous,
+        Err(e) => {
+            let _ = std::thread::spawn({
+                let executors = executors.clone();
+                move || futures::executor::block_on(executors.shutdown(Duration::ZERO))
+            })
+            .join();
+            return Err(e);
+        }
+    };
 
     let hostname = config.hostname.clone().unwrap_or_else(hostname);
     let info = AgentInfo {
@@ -254,8 +349,33 @@ pub fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         }
         None => None,
     };
-    let mut tasks = Tasks::new(AgentId::new(""), config.work_dir.clone());
+    let known_id = previous
+        .as_ref()
+        .map(|p| p.agent.agent_id.clone())
+        .unwrap_or_else(|| AgentId::new(""));
+    let checkpointed_agent = previous.as_ref().map(|p| p.agent.agent_id.clone());
+    let mut tasks = Tasks::new(known_id, config.work_dir.clone());
     tasks.set_gpus(machine.gpus.clone(), detect::gpu_control(&dev)?);
+    let mut adopting = std::collections::HashSet::new();
+    if let Some(previous) = previous {
+        if previous.rebooted {
+            tracing::warn!("the machine rebooted since the checkpoint: no container survived");
+        }
+        let count = previous.tasks.len();
+        for (spec, adoption) in tasks.restore(previous.tasks) {
+            let container_id = spec.container_id.clone();
+            adopting.insert(container_id.clone());
+            if let Err(e) = executors.adopt(spec, adoption) {
+                tracing::error!(container = %container_id, "cannot adopt: {e}");
+            }
+        }
+        tracing::info!(
+            agent_id = %tasks.agent_id(),
+            tasks = count,
+            adopting = adopting.len(),
+            "recovering from the checkpoint"
+        );
+    }
     let parts = Parts {
         executors: executors.clone(),
         probes,
@@ -265,6 +385,9 @@ pub fn start(config: AgentConfig) -> Result<AgentHandle, AgentError> {
         ended: Usage::default(),
         registered: registered_tx,
         monitor,
+        checkpoint,
+        checkpointed_agent,
+        adopting,
     };
     let link_config = LinkConfig {
         masters: config.masters.clone(),

@@ -53,6 +53,10 @@ pub struct Snapshot {
     pub registrations: u64,
     /// Link sessions that ended in an error (lost master, refused, unreachable).
     pub link_failures: u64,
+    /// Checkpoint writes that failed (a restart then would miss their changes).
+    pub checkpoint_failures: u64,
+    /// Containers adopted at start, still running after the agent restarted.
+    pub containers_recovered: u64,
     /// Whether the link is registered with a master now.
     pub connected: bool,
 }
@@ -92,6 +96,16 @@ impl Publisher {
         self.current.registrations += 1;
         self.current.connected = true;
         self.current.agent_id = Some(agent_id.clone());
+        self.publish();
+    }
+
+    pub fn checkpoint_failed(&mut self) {
+        self.current.checkpoint_failures += 1;
+        self.publish();
+    }
+
+    pub fn container_recovered(&mut self) {
+        self.current.containers_recovered += 1;
         self.publish();
     }
 
@@ -531,7 +545,7 @@ pub fn render_metrics(snapshot: &Snapshot) -> String {
     for (name, kind, help, value) in totals {
         family(name, kind, help, vec![("", value)]);
     }
-    let link: [(&str, &str, &str, f64); 6] = [
+    let link: [(&str, &str, &str, f64); 8] = [
         (
             "fleet_agent_tasks",
             "gauge",
@@ -561,6 +575,18 @@ pub fn render_metrics(snapshot: &Snapshot) -> String {
             "counter",
             "Links to the master that failed or were lost.",
             snapshot.link_failures as f64,
+        ),
+        (
+            "fleet_agent_checkpoint_failures_total",
+            "counter",
+            "Checkpoint writes that failed.",
+            snapshot.checkpoint_failures as f64,
+        ),
+        (
+            "fleet_agent_containers_recovered_total",
+            "counter",
+            "Containers found still running when the agent started, and adopted.",
+            snapshot.containers_recovered as f64,
         ),
         (
             "fleet_agent_last_report_timestamp_seconds",

@@ -30,11 +30,13 @@ fn snapshot() -> Snapshot {
                 framework_id: FrameworkId::new("fw-1"),
                 task_id: TaskId::new("web-1"),
                 usage: usage(1),
+                pid: 0,
             },
             TaskUsage {
                 framework_id: FrameworkId::new("fw-\"2\""),
                 task_id: TaskId::new("batch\\2"),
                 usage: usage(2),
+                pid: 0,
             },
         ],
         total: usage(5),

@@ -3,6 +3,7 @@
 
 mod agent;
 pub mod cgroups;
+pub mod checkpoint;
 pub mod containerizer;
 pub mod detect;
 pub mod ebpf;
@@ -13,5 +14,5 @@ pub mod http;
 pub mod link;
 pub mod tasks;
 
-pub use agent::{AgentConfig, AgentHandle, offered_resources, start};
+pub use agent::{AgentConfig, AgentHandle, Recover, offered_resources, start};
 pub use error::AgentError;

@@ -19,6 +19,7 @@ use fleet_proto::task::{Reason, unix_millis};
 use fleet_proto::tls::{self, CertifiedKey, MASTER_SERVER_NAME};
 use tokio::sync::{mpsc, watch};
 
+use crate::checkpoint::Checkpoint;
 use crate::containerizer::ContainerEvent;
 use crate::ebpf::UsageProbes;
 use crate::executors::Executors;
@@ -65,6 +66,11 @@ pub(crate) struct Parts {
     pub registered: watch::Sender<Option<AgentId>>,
     /// Usage and link counters published for the agent's HTTP endpoint.
     pub monitor: Publisher,
+    pub checkpoint: Checkpoint,
+    /// The agent id in the checkpoint's agent record, once written.
+    pub checkpointed_agent: Option<AgentId>,
+    /// Containers handed to the executors for adoption whose fate is not known yet.
+    pub adopting: std::collections::HashSet<String>,
 }
 
 enum SessionEnd {
@@ -108,12 +114,12 @@ pub(crate) async fn run(config: LinkConfig, mut parts: Parts, mut stop: watch::R
                 }
                 _ = limits_tick.tick() => {
                     let actions = check_limits(&mut parts);
-                    perform_offline(&mut parts, actions);
+                    perform_offline(&mut parts, actions).await;
                 }
                 ev = parts.events.recv() => {
                     if let Some(ev) = ev {
                         let actions = container_event(&mut parts, ev);
-                        perform_offline(&mut parts, actions);
+                        perform_offline(&mut parts, actions).await;
                     }
                 }
                 _ = stop.changed() => {
@@ -252,6 +258,17 @@ async fn session(
         };
     tracing::info!(%addr, agent_id = %agent_id, "registered with master");
     parts.tasks.set_agent_id(agent_id.clone());
+    if parts.checkpointed_agent.as_ref() != Some(&agent_id) {
+        let writes = parts.tasks.take_checkpoint();
+        match parts
+            .executors
+            .checkpoint(&parts.checkpoint, Some(agent_id.clone()), writes)
+            .await
+        {
+            Ok(()) => parts.checkpointed_agent = Some(agent_id.clone()),
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
     let _ = parts.registered.send(Some(agent_id.clone()));
     parts.monitor.registered(&agent_id);
 
@@ -411,6 +428,16 @@ fn check_limits(parts: &mut Parts) -> Vec<Action> {
 
 fn container_event(parts: &mut Parts, ev: ContainerEvent) -> Vec<Action> {
     match &ev {
+        ContainerEvent::Started { container_id, .. } if parts.adopting.remove(container_id) => {
+            parts.monitor.container_recovered();
+        }
+        ContainerEvent::Exited { container_id, .. }
+        | ContainerEvent::LaunchFailed { container_id, .. } => {
+            parts.adopting.remove(container_id);
+        }
+        _ => {}
+    }
+    match &ev {
         ContainerEvent::Started {
             container_id,
             cgroup2_id: Some(id),
@@ -435,12 +462,30 @@ fn container_event(parts: &mut Parts, ev: ContainerEvent) -> Vec<Action> {
     parts.tasks.container(ev, Instant::now())
 }
 
+/// Makes the lifecycle's changed records durable. Called before any action is performed,
+/// so that nothing is launched, killed or reported that a restarted agent would not know.
+async fn flush_checkpoint(parts: &mut Parts) {
+    if !parts.tasks.checkpoint_pending() {
+        return;
+    }
+    let writes = parts.tasks.take_checkpoint();
+    if let Err(e) = parts
+        .executors
+        .checkpoint(&parts.checkpoint, None, writes)
+        .await
+    {
+        tracing::error!("{e}; a restart now would miss these changes");
+        parts.monitor.checkpoint_failed();
+    }
+}
+
 async fn perform(
     parts: &mut Parts,
     send: &mut quinn::SendStream,
     actions: Vec<Action>,
 ) -> Result<(), StreamError> {
     let mut queue: std::collections::VecDeque<Action> = actions.into();
+    flush_checkpoint(parts).await;
     while let Some(action) = queue.pop_front() {
         match action {
             Action::Send(update) => {
@@ -448,17 +493,20 @@ async fn perform(
             }
             other => queue.extend(perform_local(parts, other)),
         }
+        flush_checkpoint(parts).await;
     }
     Ok(())
 }
 
 /// While disconnected, updates wait in the lifecycle's unacknowledged queue.
-fn perform_offline(parts: &mut Parts, actions: Vec<Action>) {
+async fn perform_offline(parts: &mut Parts, actions: Vec<Action>) {
     let mut queue: std::collections::VecDeque<Action> = actions.into();
+    flush_checkpoint(parts).await;
     while let Some(action) = queue.pop_front() {
         if !matches!(action, Action::Send(_)) {
             queue.extend(perform_local(parts, action));
         }
+        flush_checkpoint(parts).await;
     }
 }
 
@@ -511,7 +559,7 @@ async fn build_report(parts: &Parts, agent_id: &AgentId, seq: u64) -> Report {
     let usage: HashMap<String, _> = parts.executors.usage_all().await.into_iter().collect();
     let mut total = parts.ended;
     let mut tasks = Vec::new();
-    for (container_id, framework_id, task_id) in parts.tasks.containers() {
+    for (container_id, framework_id, task_id, pid) in parts.tasks.containers() {
         let mut u = Usage::default();
         if let Some(c) = usage.get(container_id) {
             u.cpu_time_ns = c.cpu_time_ns;
@@ -535,6 +583,7 @@ async fn build_report(parts: &Parts, agent_id: &AgentId, seq: u64) -> Report {
             framework_id: framework_id.clone(),
             task_id: task_id.clone(),
             usage: u,
+            pid,
         });
     }
     Report {

@@ -2,7 +2,7 @@
 //! container event changes, which containers to launch or kill, and which status updates
 //! to send (and resend until acknowledged). The link drives it; tests drive it directly.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -12,8 +12,11 @@ use fleet_proto::task::{
     Reason, Source, StatusUpdate, TaskInfo, TaskState, TaskStatus, unix_millis,
 };
 
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{Checkpoint, Write};
 use crate::containerizer::{
-    CommandSpec, ContainerEvent, ContainerSpec, Isolation, Limits, Outcome, outcome,
+    Adoption, CommandSpec, ContainerEvent, ContainerSpec, Isolation, Limits, Outcome, outcome,
 };
 
 /// Unacknowledged updates are sent again after this long.
@@ -36,6 +39,31 @@ pub enum Action {
 /// bomb stops there instead of exhausting the host's pid space.
 pub const TASK_PIDS_MAX: u64 = 4096;
 
+/// A container's main process, as recorded so a restarted agent can find it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRecord {
+    pub pid: i32,
+    /// See `containerizer::process_start_time`.
+    pub start_time: u64,
+}
+
+/// One task as checkpointed (`checkpoint.rs`): everything the lifecycle knows of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub framework: AgentFramework,
+    pub task: TaskInfo,
+    pub container_id: String,
+    pub sandbox: PathBuf,
+    pub state: TaskState,
+    pub kill_requested: bool,
+    pub limitation: Option<(Reason, String)>,
+    pub gpus: Vec<u32>,
+    /// `None` until the container's process has started.
+    pub process: Option<ProcessRecord>,
+    /// Its status updates not yet acknowledged, oldest first.
+    pub unacknowledged: Vec<StatusUpdate>,
+}
+
 struct Entry {
     framework: AgentFramework,
     task: TaskInfo,
@@ -48,6 +76,7 @@ struct Entry {
     limitation: Option<(Reason, String)>,
     /// Minors of the GPUs it was given; back to the pool when it ends.
     gpus: Vec<u32>,
+    process: Option<ProcessRecord>,
 }
 
 /// The agent's GPUs: which are free, and the control devices that come with any GPU.
@@ -65,17 +94,22 @@ pub struct Tasks {
     by_container: HashMap<String, TaskId>,
     unacked: VecDeque<(Instant, StatusUpdate)>,
     gpus: GpuPool,
+    checkpoint: Checkpoint,
+    /// Containers whose record changed since the last `take_checkpoint`.
+    dirty: BTreeSet<String>,
 }
 
 impl Tasks {
     pub fn new(agent_id: AgentId, work_dir: PathBuf) -> Self {
         Tasks {
             agent_id,
-            work_dir,
             tasks: HashMap::new(),
             by_container: HashMap::new(),
             unacked: VecDeque::new(),
             gpus: GpuPool::default(),
+            checkpoint: Checkpoint::new(&work_dir),
+            work_dir,
+            dirty: BTreeSet::new(),
         }
     }
 
@@ -138,8 +172,6 @@ impl Tasks {
                 return vec![self.send(update, now)];
             }
         };
-        // Given to every container: they are denied to one without GPUs.
-        let gpu_control = self.gpus.control.clone();
         let container_id = random_id("C");
         let sandbox = Self::sandbox_path(
             &self.work_dir,
@@ -148,15 +180,48 @@ impl Tasks {
             &task,
             &container_id,
         );
-        let spec = ContainerSpec {
+        let starting = self.update(
+            &framework.id,
+            &task.task_id,
+            TaskState::Starting,
+            None,
+            String::new(),
+            None,
+            Some(&sandbox),
+        );
+        let entry = Entry {
+            framework,
+            task,
             container_id: container_id.clone(),
-            sandbox: sandbox.clone(),
+            sandbox,
+            state: TaskState::Starting,
+            kill_requested: false,
+            limitation: None,
+            gpus,
+            process: None,
+        };
+        let spec = self.spec_of(&entry);
+        self.by_container
+            .insert(container_id.clone(), entry.task.task_id.clone());
+        self.tasks.insert(entry.task.task_id.clone(), entry);
+        self.dirty.insert(container_id);
+        vec![self.send(starting, now), Action::Launch(spec)]
+    }
+
+    /// The container that runs `entry`'s task (the same after a restart: its environment,
+    /// limits and isolation come from the task alone).
+    fn spec_of(&self, entry: &Entry) -> ContainerSpec {
+        let task = &entry.task;
+        let gpus = &entry.gpus;
+        ContainerSpec {
+            container_id: entry.container_id.clone(),
+            sandbox: entry.sandbox.clone(),
             command: CommandSpec {
                 shell: task.command.shell,
                 value: task.command.value.clone(),
                 arguments: task.command.arguments.clone(),
             },
-            env: self.environment(&framework.id, &task, &sandbox),
+            env: self.environment(&entry.framework.id, task, &entry.sandbox),
             limits: Limits {
                 cpus_milli: task.resources.cpus().milli().max(1) as u64,
                 mem_bytes: (task.resources.mem_mb().milli().max(0) as u64) * 1024 * 1024 / 1000,
@@ -177,35 +242,12 @@ impl Tasks {
                     })
                     .collect(),
                 gpus: gpus.clone(),
-                gpu_control,
+                // Given to every container: they are denied to one without GPUs.
+                gpu_control: self.gpus.control.clone(),
                 disk_bytes: (task.resources.disk_mb().milli().max(0) as u64) * 1024 * 1024 / 1000,
             },
-        };
-        let starting = self.update(
-            &framework.id,
-            &task.task_id,
-            TaskState::Starting,
-            None,
-            String::new(),
-            None,
-            Some(&sandbox),
-        );
-        self.by_container
-            .insert(container_id.clone(), task.task_id.clone());
-        self.tasks.insert(
-            task.task_id.clone(),
-            Entry {
-                framework,
-                task,
-                container_id,
-                sandbox,
-                state: TaskState::Starting,
-                kill_requested: false,
-                limitation: None,
-                gpus,
-            },
-        );
-        vec![self.send(starting, now), Action::Launch(spec)]
+            runtime_dir: Some(self.checkpoint.container_dir(&entry.container_id)),
+        }
     }
 
     fn environment(
@@ -259,6 +301,7 @@ impl Tasks {
         let first = entry.state != TaskState::Killing;
         entry.state = TaskState::Killing;
         let container_id = entry.container_id.clone();
+        self.dirty.insert(container_id.clone());
         let grace = grace
             .or(entry.task.kill_grace_ms.map(Duration::from_millis))
             .unwrap_or(DEFAULT_KILL_GRACE);
@@ -305,6 +348,9 @@ impl Tasks {
             .unacked
             .iter()
             .any(|(_, u)| u.status.task_id == *task_id);
+        if let Some(entry) = self.tasks.get(task_id) {
+            self.dirty.insert(entry.container_id.clone());
+        }
         if !pending
             && let Some(entry) = self.tasks.get(task_id)
             && entry.state.is_terminal()
@@ -317,10 +363,25 @@ impl Tasks {
     /// A container changed; turn it into the task's next state.
     pub fn container(&mut self, event: ContainerEvent, now: Instant) -> Vec<Action> {
         let (container_id, next) = match event {
-            ContainerEvent::Started { container_id, .. } => (
+            ContainerEvent::Started {
                 container_id,
-                (TaskState::Running, None, String::new(), None),
-            ),
+                pid,
+                start_time,
+                ..
+            } => {
+                if let Some(entry) = self
+                    .by_container
+                    .get(&container_id)
+                    .and_then(|t| self.tasks.get_mut(t))
+                {
+                    entry.process = Some(ProcessRecord { pid, start_time });
+                    self.dirty.insert(container_id.clone());
+                }
+                (
+                    container_id,
+                    (TaskState::Running, None, String::new(), None),
+                )
+            }
             ContainerEvent::LaunchFailed {
                 container_id,
                 message,
@@ -392,12 +453,15 @@ impl Tasks {
             }
             (_, next) => next,
         };
+        // Running again (a container adopted after a restart) is no news either.
         if entry.state.is_terminal()
             || (state == TaskState::Running && entry.state == TaskState::Killing)
+            || (state == TaskState::Running && entry.state == TaskState::Running)
         {
             return Vec::new();
         }
         entry.state = state;
+        self.dirty.insert(container_id.clone());
         if state.is_terminal() {
             let released = std::mem::take(&mut entry.gpus);
             self.gpus.free.extend(released);
@@ -474,6 +538,7 @@ impl Tasks {
             return Vec::new();
         }
         entry.limitation = Some((reason, message));
+        self.dirty.insert(container_id.to_owned());
         vec![Action::Kill {
             container_id: container_id.to_owned(),
             grace: Duration::ZERO,
@@ -526,17 +591,117 @@ impl Tasks {
             .collect()
     }
 
-    /// (container, framework, task) of every live container, for usage reports.
-    pub fn containers(&self) -> impl Iterator<Item = (&str, &FrameworkId, &TaskId)> {
+    /// (container, framework, task, host pid or 0) of every live container, for usage
+    /// reports.
+    pub fn containers(&self) -> impl Iterator<Item = (&str, &FrameworkId, &TaskId, u32)> {
         self.tasks
             .values()
             .filter(|e| !e.state.is_terminal())
-            .map(|e| (e.container_id.as_str(), &e.framework.id, &e.task.task_id))
+            .map(|e| {
+                let pid = e.process.map_or(0, |p| u32::try_from(p.pid).unwrap_or(0));
+                (
+                    e.container_id.as_str(),
+                    &e.framework.id,
+                    &e.task.task_id,
+                    pid,
+                )
+            })
     }
 
     /// The resources a task was launched with (its limits), if the agent knows the task.
     pub fn resources_of(&self, task_id: &TaskId) -> Option<&fleet_proto::resources::Resources> {
         self.tasks.get(task_id).map(|e| &e.task.resources)
+    }
+
+    /// The checkpoint writes for every container whose record changed since the last call
+    /// (a record, or `None` once its task is forgotten), to be made durable before the
+    /// actions that came with the changes are performed.
+    pub fn take_checkpoint(&mut self) -> Vec<Write> {
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut writes = Vec::with_capacity(dirty.len());
+        for container_id in dirty {
+            let entry = self
+                .by_container
+                .get(&container_id)
+                .and_then(|t| self.tasks.get(t));
+            let record = match entry.map(|e| serde_json::to_vec_pretty(&self.record_of(e))) {
+                Some(Ok(bytes)) => Some(bytes),
+                None => None,
+                Some(Err(e)) => {
+                    // Keeps the previous record rather than removing it.
+                    tracing::error!(container = %container_id, "cannot serialize the task record: {e}");
+                    continue;
+                }
+            };
+            writes.push(Write {
+                container_id,
+                record,
+            });
+        }
+        writes
+    }
+
+    /// Whether some record changed since the last `take_checkpoint`.
+    pub fn checkpoint_pending(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    fn record_of(&self, entry: &Entry) -> TaskRecord {
+        TaskRecord {
+            framework: entry.framework.clone(),
+            task: entry.task.clone(),
+            container_id: entry.container_id.clone(),
+            sandbox: entry.sandbox.clone(),
+            state: entry.state,
+            kill_requested: entry.kill_requested,
+            limitation: entry.limitation.clone(),
+            gpus: entry.gpus.clone(),
+            process: entry.process,
+            unacknowledged: self
+                .unacked
+                .iter()
+                .filter(|(_, u)| u.status.task_id == entry.task.task_id)
+                .map(|(_, u)| u.clone())
+                .collect(),
+        }
+    }
+
+    /// Takes back the tasks of a checkpoint (after `set_gpus`): their unacknowledged
+    /// updates are queued again, their GPUs taken from the pool. Returns the container of
+    /// every task not yet ended, with the process recorded for it, to be adopted.
+    pub fn restore(&mut self, records: Vec<TaskRecord>) -> Vec<(ContainerSpec, Option<Adoption>)> {
+        let now = Instant::now();
+        let mut adopt = Vec::new();
+        for record in records {
+            for update in record.unacknowledged {
+                self.unacked.push_back((now, update));
+            }
+            let entry = Entry {
+                framework: record.framework,
+                task: record.task,
+                container_id: record.container_id,
+                sandbox: record.sandbox,
+                state: record.state,
+                kill_requested: record.kill_requested,
+                limitation: record.limitation,
+                gpus: record.gpus,
+                process: record.process,
+            };
+            if !entry.state.is_terminal() {
+                for minor in &entry.gpus {
+                    self.gpus.free.remove(minor);
+                }
+                let adoption = entry.process.map(|p| Adoption {
+                    pid: p.pid,
+                    start_time: p.start_time,
+                });
+                adopt.push((self.spec_of(&entry), adoption));
+            }
+            self.by_container
+                .insert(entry.container_id.clone(), entry.task.task_id.clone());
+            self.tasks.insert(entry.task.task_id.clone(), entry);
+        }
+        adopt
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -88,6 +88,7 @@ fn container_events_become_ordered_updates_that_wait_for_acks() {
         ContainerEvent::Started {
             container_id: id.clone(),
             pid: 10,
+            start_time: 1,
             cgroup2_id: Some(7),
         },
         now,
@@ -225,6 +226,7 @@ fn a_container_over_its_disk_limit_is_killed_and_fails_with_the_disk_reason() {
         ContainerEvent::Started {
             container_id: id.clone(),
             pid: 42,
+            start_time: 1,
             cgroup2_id: Some(7),
         },
         now,
@@ -266,4 +268,130 @@ fn tasks_without_disk_have_no_disk_limit() {
     let mut t = tasks();
     t.run(framework(), task("t1"), Instant::now());
     assert_eq!(t.disk_limits().count(), 0);
+}
+
+/// The records a lifecycle writes, as the checkpoint would hold them.
+fn records(t: &mut Tasks) -> Vec<(String, Option<crate::tasks::TaskRecord>)> {
+    t.take_checkpoint()
+        .into_iter()
+        .map(|w| {
+            let record = w
+                .record
+                .map(|bytes| serde_json::from_slice(&bytes).expect("record parses"));
+            (w.container_id, record)
+        })
+        .collect()
+}
+
+#[test]
+fn every_change_is_checkpointed_and_a_restart_takes_the_tasks_back() {
+    let mut t = tasks();
+    let now = Instant::now();
+    let spec = launched(&t.run(framework(), task("t1"), now));
+    let id = spec.container_id.clone();
+    assert_eq!(
+        spec.runtime_dir.as_deref(),
+        Some(t.checkpoint.container_dir(&id).as_path())
+    );
+    // The launch is recorded (before it is performed) with its STARTING update.
+    let first = records(&mut t);
+    assert_eq!(first.len(), 1);
+    let record = first[0].1.clone().expect("a record for the new task");
+    assert_eq!(record.state, TaskState::Starting);
+    assert_eq!(record.process, None);
+    assert_eq!(record.unacknowledged.len(), 1);
+    assert!(records(&mut t).is_empty(), "nothing changed since");
+
+    t.container(
+        ContainerEvent::Started {
+            container_id: id.clone(),
+            pid: 4242,
+            start_time: 99,
+            cgroup2_id: Some(7),
+        },
+        now,
+    );
+    let second = records(&mut t);
+    let record = second[0].1.clone().expect("record");
+    assert_eq!(record.state, TaskState::Running);
+    assert_eq!(
+        record.process,
+        Some(crate::tasks::ProcessRecord {
+            pid: 4242,
+            start_time: 99
+        })
+    );
+    assert_eq!(record.unacknowledged.len(), 2);
+
+    // A new agent process restores it: same spec, the recorded process to adopt, the two
+    // unacknowledged updates queued again in order.
+    let mut again = Tasks::new(t.agent_id().clone(), t.work_dir.clone());
+    let adopt = again.restore(vec![record.clone()]);
+    assert_eq!(adopt.len(), 1);
+    assert_eq!(adopt[0].0, spec);
+    assert_eq!(
+        adopt[0].1,
+        Some(crate::containerizer::Adoption {
+            pid: 4242,
+            start_time: 99
+        })
+    );
+    let resent = again.unacknowledged(now);
+    assert_eq!(
+        states(&resent),
+        vec![(TaskState::Starting, None), (TaskState::Running, None)]
+    );
+    // Adoption reports Started again: no duplicate RUNNING.
+    let quiet = again.container(
+        ContainerEvent::Started {
+            container_id: id.clone(),
+            pid: 4242,
+            start_time: 99,
+            cgroup2_id: Some(7),
+        },
+        now,
+    );
+    assert!(quiet.is_empty(), "{quiet:?}");
+    // It ended while the agent was down: the exit code is reported.
+    let ended = again.container(
+        ContainerEvent::Exited {
+            container_id: id.clone(),
+            termination: Termination {
+                exit_code: Some(5),
+                ..Termination::default()
+            },
+            killed: false,
+        },
+        now,
+    );
+    assert_eq!(
+        states(&ended),
+        vec![(TaskState::Failed, Some(Reason::CommandExecutorFailed))]
+    );
+    // Once every update is acknowledged the record goes.
+    for (_, u) in again.unacked.clone() {
+        again.acknowledged(&u.status.task_id, u.status.uuid.expect("uuid"));
+    }
+    let last = records(&mut again);
+    assert_eq!(last, vec![(id, None)]);
+}
+
+#[test]
+fn a_restored_task_that_had_ended_is_not_adopted_but_its_updates_are_resent() {
+    let mut t = tasks();
+    let now = Instant::now();
+    let spec = launched(&t.run(framework(), task("t1"), now));
+    t.container(
+        ContainerEvent::LaunchFailed {
+            container_id: spec.container_id.clone(),
+            message: "no".into(),
+        },
+        now,
+    );
+    let record = records(&mut t).remove(0).1.expect("record");
+    assert_eq!(record.state, TaskState::Failed);
+    let mut again = Tasks::new(t.agent_id().clone(), t.work_dir.clone());
+    assert!(again.restore(vec![record]).is_empty());
+    assert_eq!(again.unacknowledged(now).len(), 2);
+    assert_eq!(again.running().len(), 1);
 }

@@ -62,6 +62,7 @@ impl Pool {
             env: vec![("GREETING".to_string(), "hello".to_string())],
             limits,
             isolation: Isolation::default(),
+            runtime_dir: None,
         }
     }
 
@@ -78,6 +79,7 @@ impl Pool {
                 container_id,
                 pid,
                 cgroup2_id,
+                ..
             } if container_id == id => (pid, cgroup2_id),
             other => panic!("expected Started for {id}, got {other:?}"),
         }

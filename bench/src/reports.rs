@@ -59,6 +59,7 @@ pub fn sample_report(tasks: usize) -> Report {
                 framework_id: frameworks[(i % 4) as usize].clone(),
                 task_id: TaskId::new(format!("web-server.{}", uuid_like(i))),
                 usage,
+                pid: 0,
             }
         })
         .collect();

@@ -80,6 +80,11 @@ pub struct AgentArgs {
     /// /monitor/statistics). Default 127.0.0.1:5051; port 0 picks a free one.
     #[arg(long)]
     http_listen: Option<String>,
+    /// What to do with the tasks a previous run of this agent left: `reconnect` (default)
+    /// takes them back and re-registers with the same agent id; `cleanup` kills them and
+    /// starts as a new agent.
+    #[arg(long)]
+    recover: Option<String>,
 }
 
 /// Resolves "host:port" to a socket address, naming the input on failure.
@@ -106,17 +111,24 @@ fn seconds(value: f64, what: &str) -> Result<Duration> {
     Ok(Duration::from_secs_f64(value))
 }
 
-/// Blocks until SIGINT or SIGTERM.
-pub fn wait_for_signal() -> Result<()> {
+/// Which signal ended a daemon's wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopSignal {
+    Interrupt,
+    Terminate,
+}
+
+/// Blocks until SIGINT or SIGTERM; says which came.
+pub fn wait_for_signal() -> Result<StopSignal> {
     let rt = crate::runtime()?;
-    rt.block_on(async {
+    let signal = rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            r = tokio::signal::ctrl_c() => r,
-            _ = term.recv() => Ok(()),
+            r = tokio::signal::ctrl_c() => r.map(|()| StopSignal::Interrupt),
+            _ = term.recv() => Ok::<_, std::io::Error>(StopSignal::Terminate),
         }
     })?;
-    Ok(())
+    Ok(signal)
 }
 
 pub fn master(args: MasterArgs) -> Result<()> {
@@ -206,6 +218,10 @@ pub fn agent(args: AgentArgs) -> Result<()> {
         gpu_devices: layers.get(args.gpu_devices, "gpu-devices")?,
         cores: layers.get(args.cores, "cores")?,
         http_listen: Some(http_listen),
+        recover: layers
+            .get_or(args.recover, "recover", "reconnect".to_string())?
+            .parse()
+            .map_err(|e: String| anyhow!("invalid --recover: {e}"))?,
     };
     let handle = fleet_agent::start(config)?;
     let http = handle
@@ -216,7 +232,19 @@ pub fn agent(args: AgentArgs) -> Result<()> {
         "fleet agent: running (work dir {}{http})",
         handle.work_dir().display()
     );
-    wait_for_signal()?;
-    handle.shutdown();
+    match wait_for_signal()? {
+        // systemctl stop / restart: the tasks run on, and the next start takes them back.
+        StopSignal::Terminate => {
+            println!(
+                "fleet agent: stopping; tasks keep running and are recovered at the next start"
+            );
+            handle.detach();
+        }
+        // Ctrl-C at a terminal: stop everything this agent runs.
+        StopSignal::Interrupt => {
+            println!("fleet agent: stopping its tasks");
+            handle.shutdown();
+        }
+    }
     Ok(())
 }

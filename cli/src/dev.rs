@@ -97,6 +97,8 @@ pub fn run(args: DevArgs) -> Result<()> {
         gpu_devices: args.gpu_devices.clone(),
         cores: None,
         http_listen: Some(agent_http_listen(master.http_addr())),
+        // The embedded master starts afresh too: whatever a killed dev run left goes.
+        recover: fleet_agent::Recover::Cleanup,
     }) {
         Ok(a) => a,
         Err(e) => {
@@ -138,5 +140,5 @@ pub fn run(args: DevArgs) -> Result<()> {
     DevProfile::remove();
     agent.shutdown();
     master.shutdown();
-    waited
+    waited.map(|_| ())
 }

@@ -385,10 +385,16 @@ pub fn print_tasks(state: &Value, json: bool, out: &mut impl Write) -> Result<()
                 text(t, &["name"]),
                 text(t, &["state"]),
                 text(t, &["agent_id", "agent", "slave_id"]),
+                text(t, &["pid"]),
             ]
         })
         .collect();
-    table(out, "TASKS", &["ID", "NAME", "STATE", "AGENT"], &rows)
+    table(
+        out,
+        "TASKS",
+        &["ID", "NAME", "STATE", "AGENT", "PID"],
+        &rows,
+    )
 }
 
 /// The first array found under one of `keys`.

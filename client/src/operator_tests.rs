@@ -21,7 +21,8 @@ fn tables_show_agents_frameworks_and_tasks() {
             {"id": "F-2", "name": "idle", "roles": [], "active": false}
         ],
         "tasks": [
-            {"id": "t1", "name": "fleet-run", "state": "TASK_RUNNING", "agent_id": "A-1"}
+            {"id": "t1", "name": "fleet-run", "state": "TASK_RUNNING", "agent_id": "A-1",
+             "pid": 4242}
         ]
     });
     let text = render(&state, false);
@@ -37,8 +38,8 @@ FRAMEWORKS (2)
   F-2  idle       *      false
 
 TASKS (1)
-  ID  NAME       STATE         AGENT
-  t1  fleet-run  TASK_RUNNING  A-1
+  ID  NAME       STATE         AGENT  PID
+  t1  fleet-run  TASK_RUNNING  A-1    4242
 ";
     assert_eq!(text, expected);
 }

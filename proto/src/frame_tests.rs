@@ -15,6 +15,7 @@ fn report() -> Report {
                 bytes_written: 42,
                 ..Usage::default()
             },
+            pid: 0,
         }],
         total: Usage::default(),
     }

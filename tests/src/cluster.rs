@@ -3,11 +3,12 @@
 //! dir and cgroup root. On drop the processes are stopped and the cgroups removed, also
 //! when the agent was killed and left its tasks behind.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::cgroups::CgroupGuard;
 use crate::{Process, fleet_bin, free_port, output_within, text, unique};
@@ -31,6 +32,23 @@ fn fleet(args: &[&str], dir: &Path) -> Result<()> {
         bail!("fleet {args:?} failed:\n{}", text(&out));
     }
     Ok(())
+}
+
+/// `fleet agent` for the cluster in `dir` with master `addr`.
+fn agent_command(dir: &Path, addr: &str, cgroup_root: &str) -> Command {
+    let certs = dir.join("certs");
+    let mut cmd = Command::new(fleet_bin());
+    cmd.args(["agent", "--master", addr, "--work-dir"])
+        .arg(dir.join("agent"))
+        .arg("--ca")
+        .arg(certs.join("ca.pem"))
+        .arg("--cert")
+        .arg(certs.join("agent-a.pem"))
+        .arg("--key")
+        .arg(certs.join("agent-a-key.pem"))
+        .args(["--cgroup-root", cgroup_root])
+        .args(["--http-listen", "127.0.0.1:0"]);
+    cmd
 }
 
 impl Cluster {
@@ -67,17 +85,7 @@ impl Cluster {
         let guard = CgroupGuard(cgroup_root.clone());
         let agent = Process::spawn(
             "fleet agent",
-            Command::new(fleet_bin())
-                .args(["agent", "--master", &addr, "--work-dir"])
-                .arg(dir.path().join("agent"))
-                .arg("--ca")
-                .arg(&ca)
-                .arg("--cert")
-                .arg(certs.join("agent-a.pem"))
-                .arg("--key")
-                .arg(certs.join("agent-a-key.pem"))
-                .args(["--cgroup-root", &cgroup_root])
-                .args(["--http-listen", "127.0.0.1:0"]),
+            &mut agent_command(dir.path(), &addr, &cgroup_root),
         )?;
         let mut cluster = Cluster {
             agent,
@@ -98,6 +106,58 @@ impl Cluster {
 
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the agent again (after it was killed or stopped) with the same work dir,
+    /// certificates and cgroup root, plus `extra` flags; waits for its registration.
+    pub fn restart_agent(&mut self, extra: &[&str]) -> Result<()> {
+        let mut cmd = agent_command(self.dir.path(), &self.addr(), &self.cgroup_root);
+        cmd.args(extra);
+        self.agent = Process::spawn("fleet agent", &mut cmd)?;
+        if let Err(e) = self
+            .agent
+            .wait_for("fleet agent: running", Duration::from_secs(30))
+        {
+            bail!("{e:#}\n{}", self.master.output());
+        }
+        Ok(())
+    }
+
+    /// The master's HTTP address, from what it printed at start.
+    pub fn http_addr(&mut self) -> Result<SocketAddr> {
+        let line = self
+            .master
+            .wait_for("/ HTTP http://", Duration::from_secs(1))?;
+        let addr = line
+            .rsplit("http://")
+            .next()
+            .context("no HTTP address")?
+            .trim();
+        addr.parse()
+            .with_context(|| format!("bad HTTP address in '{line}'"))
+    }
+
+    /// The agent's HTTP address, from what it printed at start.
+    pub fn agent_http_addr(&mut self) -> Result<SocketAddr> {
+        let line = self
+            .agent
+            .wait_for("fleet agent: running", Duration::from_secs(1))?;
+        let addr = line
+            .rsplit("http://")
+            .next()
+            .context("no HTTP address")?
+            .trim_end_matches(')')
+            .trim();
+        addr.parse()
+            .with_context(|| format!("bad HTTP address in '{line}'"))
+    }
+
+    /// Where a framework reaches the master.
+    pub fn endpoint(&self) -> Result<fleet_client::MasterEndpoint> {
+        Ok(fleet_client::MasterEndpoint {
+            addr: self.addr().parse()?,
+            ca_pem: std::fs::read_to_string(self.ca_path())?,
+        })
     }
 
     pub fn ca_path(&self) -> PathBuf {

@@ -102,17 +102,79 @@ unsafe fn install_forwarding(to: libc::pid_t) {
     }
 }
 
-/// Closes every descriptor from 3 up except `keep`.
+/// Closes every descriptor from 3 up except those in `keep` (negative entries keep nothing).
 ///
 /// # Safety
 /// Only in a child after fork that no longer needs them.
-unsafe fn close_all_but(keep: libc::c_int) {
-    // SAFETY: close_range only closes descriptors.
-    unsafe {
-        if keep > 3 {
-            libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
+unsafe fn close_all_except(mut keep: [libc::c_int; 2]) {
+    keep.sort_unstable();
+    let mut from: libc::c_int = 3;
+    for fd in keep {
+        if fd < from {
+            continue;
         }
-        libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
+        if fd > from {
+            // SAFETY: close_range only closes descriptors.
+            unsafe { libc::syscall(libc::SYS_close_range, from as u32, (fd - 1) as u32, 0u32) };
+        }
+        from = fd + 1;
+    }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_close_range, from as u32, u32::MAX, 0u32) };
+}
+
+/// Formats an exit record (`exit CODE` or `signal NUMBER`, one line) into `buf` without
+/// allocating; returns its length.
+fn format_exit(buf: &mut [u8; 32], signal: Option<libc::c_int>, code: libc::c_int) -> usize {
+    let (prefix, value): (&[u8], libc::c_int) = match signal {
+        Some(signal) => (b"signal ", signal),
+        None => (b"exit ", code),
+    };
+    buf[..prefix.len()].copy_from_slice(prefix);
+    let mut len = prefix.len();
+    let mut digits = [0u8; 12];
+    let mut n = value.unsigned_abs();
+    let mut count = 0;
+    loop {
+        digits[count] = b'0' + (n % 10) as u8;
+        count += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        buf[len] = b'-';
+        len += 1;
+    }
+    for i in (0..count).rev() {
+        buf[len] = digits[i];
+        len += 1;
+    }
+    buf[len] = b'\n';
+    len + 1
+}
+
+/// Writes how the command ended to the exit record `fd` (nothing when `fd` is negative).
+///
+/// # Safety
+/// Only in a child after fork; `fd` is open or negative.
+unsafe fn record_exit(fd: libc::c_int, status: libc::c_int, signal: Option<libc::c_int>) {
+    if fd < 0 {
+        return;
+    }
+    let signal = signal.or_else(|| libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)));
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    let mut buf = [0u8; 32];
+    let len = format_exit(&mut buf, signal, code);
+    // SAFETY: write and close are async-signal-safe; the buffer is ours.
+    unsafe {
+        libc::write(fd, buf.as_ptr().cast(), len);
+        libc::close(fd);
     }
 }
 
@@ -239,7 +301,7 @@ unsafe fn init(
         libc::prctl(libc::PR_SET_NAME, c"fleet-init".as_ptr(), 0, 0, 0);
         libc::close(setup_w);
         install_forwarding(p);
-        close_all_but(status_w);
+        close_all_except([status_w, -1]);
         loop {
             let mut status = 0;
             let pid = libc::waitpid(-1, &mut status, 0);
@@ -261,11 +323,12 @@ unsafe fn init(
 /// Runs in the forked child C, after it joined its cgroups and started its session:
 /// enters the new namespaces and returns only in P, the process that execs the command.
 /// `read_only` are the mount points of the cgroup filesystems, remounted read-only in the
-/// container's mount namespace.
+/// container's mount namespace. When P ends, C writes how to `exit_record` (an open,
+/// close-on-exec descriptor, or -1 for none) before ending the same way.
 ///
 /// # Safety
 /// Only between fork and exec, in the child.
-pub unsafe fn enter(read_only: &[CString]) -> io::Result<()> {
+pub unsafe fn enter(read_only: &[CString], exit_record: libc::c_int) -> io::Result<()> {
     // SAFETY: every call below is async-signal-safe; the child is single-threaded.
     unsafe {
         if libc::unshare(libc::CLONE_NEWPID | libc::CLONE_NEWNS) != 0 {
@@ -285,6 +348,9 @@ pub unsafe fn enter(read_only: &[CString]) -> io::Result<()> {
         if g == 0 {
             libc::close(setup[0]);
             libc::close(status[0]);
+            if exit_record >= 0 {
+                libc::close(exit_record);
+            }
             return init(read_only, setup[1], status[1]);
         }
         // C.
@@ -300,14 +366,13 @@ pub unsafe fn enter(read_only: &[CString]) -> io::Result<()> {
         // P has started (or exec'd already): from here on C only mirrors it. Closing the
         // rest (std's own exec-error pipe among them) lets the agent's spawn return.
         install_forwarding(g);
-        close_all_but(status[0]);
+        close_all_except([status[0], exit_record]);
         let waited = wait_for(g);
         let mut signal = 0u8;
         let from_pipe = libc::read(status[0], (&raw mut signal).cast(), 1);
-        end_like(
-            waited,
-            (from_pipe == 1 && signal > 0).then_some(libc::c_int::from(signal)),
-        )
+        let signal = (from_pipe == 1 && signal > 0).then_some(libc::c_int::from(signal));
+        record_exit(exit_record, waited, signal);
+        end_like(waited, signal)
     }
 }
 
@@ -337,6 +402,19 @@ pub fn cgroup_mounts() -> io::Result<Vec<CString>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exit_records_format_as_they_parse() {
+        let mut buf = [0u8; 32];
+        let n = format_exit(&mut buf, None, 0);
+        assert_eq!(&buf[..n], b"exit 0\n");
+        let n = format_exit(&mut buf, None, 255);
+        assert_eq!(&buf[..n], b"exit 255\n");
+        let n = format_exit(&mut buf, Some(9), 0);
+        assert_eq!(&buf[..n], b"signal 9\n");
+        let n = format_exit(&mut buf, None, -1);
+        assert_eq!(&buf[..n], b"exit -1\n");
+    }
 
     #[test]
     fn step_errors_decode_to_their_step_and_errno() {

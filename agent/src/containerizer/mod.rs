@@ -6,18 +6,20 @@
 //!   programs know the container before any of its code runs), then the process is forked;
 //!   the child writes itself into every `cgroup.procs` and calls `setsid` before `exec`
 //!   (`spawn.rs`), so the command never runs outside its cgroups and survives the agent;
-//! - stdout and stderr are the child ends of two Unix socket pairs, not pipes: glommio 0.9
-//!   reads only sockets (`glommio::net::UnixStream`, readiness through an io_uring poll and
-//!   `recv`), it has no pipe type, and its files need seekable fds. The executor copies them
-//!   into the sandbox files with glommio's `BufferedFile` (io_uring writes) (`logs.rs`);
+//! - stdout and stderr are the sandbox files themselves, opened for appending by the agent
+//!   and handed to the child: nothing of the agent sits between the task and its output,
+//!   so output keeps flowing (and the task never sees a broken pipe) while the agent is
+//!   down or restarting;
 //! - exit is observed through a pidfd (`supervise.rs`): an io_uring poll on it completes
 //!   when the process exits, then `waitid(P_PIDFD)` reaps it. No thread blocks and nothing
-//!   polls on a timer;
+//!   polls on a timer. The process also records how it ended in `<runtime_dir>/exit`
+//!   (`init.rs`), which is how a restarted agent, no longer its parent, learns it;
+//! - a container whose agent restarted is adopted again (`run::adopt_container`): same pid,
+//!   same start time, still in its cgroup;
 //! - what a termination means for the task is a pure function (`lifecycle.rs`).
 
 mod init;
 mod lifecycle;
-mod logs;
 mod run;
 mod spawn;
 mod supervise;
@@ -26,8 +28,12 @@ use std::path::{Path, PathBuf};
 
 pub use crate::cgroups::Limits;
 pub use lifecycle::{Outcome, outcome};
-pub use run::{CgroupHook, ContainerEvent, HookFn, KillRequest, LaunchContext, run_container};
-pub use spawn::{Process, spawn};
+pub use run::{
+    Adoption, CgroupHook, ContainerEvent, HookFn, KillRequest, LaunchContext, adopt_container,
+    run_container,
+};
+pub use spawn::{Outputs, Process, pidfd_open, spawn};
+pub use supervise::{ExitRecord, process_start_time};
 
 /// What to run and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +58,10 @@ pub struct ContainerSpec {
     pub limits: Limits,
     /// What the kernel programs enforce for it beyond the cgroup controllers.
     pub isolation: Isolation,
+    /// Where the container's exit status is recorded (`<runtime_dir>/exit`), so that an
+    /// agent that restarted, and no longer parents the process, learns how it ended.
+    /// `None` records nothing.
+    pub runtime_dir: Option<PathBuf>,
 }
 
 impl ContainerSpec {
@@ -70,6 +80,7 @@ impl ContainerSpec {
             env: Vec::new(),
             limits: Limits::default(),
             isolation,
+            runtime_dir: None,
         }
     }
 }

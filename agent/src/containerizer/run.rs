@@ -1,20 +1,24 @@
 //! One container's life on the glommio executor that owns it: sandbox, cgroups, hook,
-//! spawn, log copying, supervision, kill with a grace period, cleanup.
+//! spawn, supervision, kill with a grace period, cleanup; or, after an agent restart,
+//! adoption of a container that kept running, then the same supervision and cleanup.
 
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::path::Path;
 use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::oneshot;
-use futures::future::{Either, join_all, select};
+use futures::future::{Either, select};
 use nix::sys::signal::Signal;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::cgroups::{ContainerCgroup, Layout};
-use crate::containerizer::spawn::{Process, spawn};
-use crate::containerizer::supervise::{signal_group, wait_exit};
-use crate::containerizer::{ContainerSpec, Termination, logs};
+use crate::containerizer::spawn::{Outputs, Process, pidfd_open, spawn};
+use crate::containerizer::supervise::{ExitRecord, process_start_time, signal_group, wait_exit};
+use crate::containerizer::{ContainerSpec, Termination};
 use crate::error::AgentError;
 
 /// Called with a container's spec and cgroup2 id after its cgroups exist and before its
@@ -29,9 +33,12 @@ pub type HookFn = dyn Fn(&ContainerSpec, u64) -> Result<(), String> + Send + Syn
 /// (after `Started`) exactly one `Exited`, sent once its cgroups are removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContainerEvent {
+    /// Its process runs (or, after an agent restart, was found still running).
     Started {
         container_id: String,
         pid: i32,
+        /// With the pid, the process's identity (see `process_start_time`).
+        start_time: u64,
         /// The id BPF programs see for its tasks, where a cgroup2 tree exists.
         cgroup2_id: Option<u64>,
     },
@@ -62,18 +69,22 @@ pub struct LaunchContext {
     pub events: UnboundedSender<ContainerEvent>,
 }
 
-/// How long the log copies may outlive the container's last task (a descendant that left
-/// the cgroup could hold the sockets open forever).
-const LOG_DRAIN: Duration = Duration::from_secs(2);
 /// Attempts, 10 ms apart, to empty and remove the cgroups after the main process exits.
 const CLEANUP_ATTEMPTS: u32 = 200;
 const CLEANUP_PAUSE: Duration = Duration::from_millis(10);
 
 struct Running {
     pid: i32,
-    pidfd: std::os::fd::OwnedFd,
+    start_time: u64,
+    pidfd: OwnedFd,
     cgroup2_id: Option<u64>,
-    logs: Vec<glommio::Task<std::io::Result<u64>>>,
+}
+
+/// The process an agent recorded for a container before it restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Adoption {
+    pub pid: i32,
+    pub start_time: u64,
 }
 
 async fn launch(
@@ -102,14 +113,23 @@ async fn start(
     let cgroup2_id = cgroup.cgroup2_id()?;
     // The log files exist before the hook runs, so that disk accounting can charge them
     // to the container from the start.
-    let mut files = Vec::with_capacity(2);
-    for name in ["stdout", "stderr"] {
+    let open_log = |name: &str| {
         let path = spec.sandbox.join(name);
-        let file = logs::create(&path)
-            .await
-            .map_err(|source| AgentError::Sandbox { path, source })?;
-        files.push(file);
-    }
+        File::options()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|source| AgentError::Sandbox { path, source })
+    };
+    let (stdout, stderr) = (open_log("stdout")?, open_log("stderr")?);
+    let exit_record = match &spec.runtime_dir {
+        Some(dir) => {
+            let path = ExitRecord::path(dir);
+            let created = std::fs::create_dir_all(dir).and_then(|()| File::create(&path));
+            Some(created.map_err(|source| AgentError::Sandbox { path, source })?)
+        }
+        None => None,
+    };
     if let (Some(hook), Some(id)) = (&ctx.hook, cgroup2_id) {
         hook(spec, id).map_err(|reason| AgentError::Hook {
             container_id: spec.container_id.clone(),
@@ -117,22 +137,21 @@ async fn start(
             reason,
         })?;
     }
-    let Process {
-        pid,
-        pidfd,
+    let outputs = Outputs {
         stdout,
         stderr,
-    } = spawn(spec, &cgroup.procs_files())?;
-    let logs = [stdout, stderr]
-        .into_iter()
-        .zip(files)
-        .map(|(socket, file)| glommio::spawn_local(logs::copy(socket, file)))
-        .collect();
+        exit_record,
+    };
+    let Process {
+        pid,
+        start_time,
+        pidfd,
+    } = spawn(spec, &cgroup.procs_files(), outputs)?;
     Ok(Running {
         pid,
+        start_time,
         pidfd,
         cgroup2_id,
-        logs,
     })
 }
 
@@ -142,8 +161,9 @@ async fn supervise(
     running: &Running,
     cgroup: &ContainerCgroup,
     kill: oneshot::Receiver<KillRequest>,
+    runtime_dir: Option<&Path>,
 ) -> (Option<Termination>, bool) {
-    let exit = pin!(wait_exit(&running.pidfd));
+    let exit = pin!(wait_exit(&running.pidfd, runtime_dir));
     let (result, killed) = match select(exit, kill).await {
         Either::Left((result, _)) => (result, false),
         // The executor dropped the sender: nobody can ask for a kill any more.
@@ -167,12 +187,8 @@ async fn supervise(
     (termination, killed)
 }
 
-/// Kills whatever is left in the cgroups, lets the logs drain, removes the cgroups.
-async fn clean_up(
-    container_id: &str,
-    cgroup: &ContainerCgroup,
-    logs: Vec<glommio::Task<std::io::Result<u64>>>,
-) {
+/// Kills whatever is left in the cgroups and removes them.
+async fn clean_up(container_id: &str, cgroup: &ContainerCgroup) {
     for _ in 0..CLEANUP_ATTEMPTS {
         match cgroup.kill_all() {
             Ok(0) => break,
@@ -182,21 +198,6 @@ async fn clean_up(
                 break;
             }
         }
-    }
-    let drained = pin!(join_all(logs));
-    if let Either::Left((results, _)) =
-        select(drained, pin!(glommio::timer::sleep(LOG_DRAIN))).await
-    {
-        for result in results {
-            if let Err(e) = result {
-                tracing::warn!(container_id, "log copy failed: {e}");
-            }
-        }
-    } else {
-        tracing::warn!(
-            container_id,
-            "output still open {LOG_DRAIN:?} after the last task ended"
-        );
     }
     let mut last = Ok(());
     for _ in 0..CLEANUP_ATTEMPTS {
@@ -233,14 +234,33 @@ pub async fn run_container(
     let _ = ctx.events.send(ContainerEvent::Started {
         container_id: container_id.clone(),
         pid: running.pid,
+        start_time: running.start_time,
         cgroup2_id: running.cgroup2_id,
     });
-    let (termination, killed) = supervise(&running, &cgroup, kill).await;
+    finish(
+        container_id,
+        &running,
+        &cgroup,
+        kill,
+        spec.runtime_dir.as_deref(),
+    )
+    .await
+}
+
+/// Supervises a running container to its end, cleans up, and returns its `Exited` event.
+async fn finish(
+    container_id: String,
+    running: &Running,
+    cgroup: &ContainerCgroup,
+    kill: oneshot::Receiver<KillRequest>,
+    runtime_dir: Option<&Path>,
+) -> ContainerEvent {
+    let (termination, killed) = supervise(running, cgroup, kill, runtime_dir).await;
     let oom_killed = cgroup.oom_killed().unwrap_or_else(|e| {
         tracing::warn!(container_id, "cannot read OOM kills: {e}");
         false
     });
-    clean_up(&container_id, &cgroup, running.logs).await;
+    clean_up(&container_id, cgroup).await;
     ContainerEvent::Exited {
         container_id,
         termination: Termination {
@@ -249,4 +269,85 @@ pub async fn run_container(
         },
         killed,
     }
+}
+
+/// Opens a pidfd on the recorded process if it is still the same process (same pid and
+/// start time) and still in the container's cgroup.
+fn reattach(adoption: &Adoption, cgroup: &ContainerCgroup) -> Option<OwnedFd> {
+    let pidfd = pidfd_open(adoption.pid).ok()?;
+    // Checked after the pidfd is open: from here on the pid cannot be reused under us.
+    let same = process_start_time(adoption.pid).ok() == Some(adoption.start_time);
+    let inside = cgroup.pids().is_ok_and(|pids| pids.contains(&adoption.pid));
+    (same && inside).then_some(pidfd)
+}
+
+/// Takes back a container that an agent launched before it restarted: if its process
+/// (`adoption`) still runs, it is supervised again (a `Started` event is sent first, with
+/// its cgroup2 id, after the hook has seen it again); if it ended while the agent was
+/// down, its exit record says how. A container with no recorded process was still
+/// starting when the agent died: whatever runs in its cgroups is killed and it fails.
+pub async fn adopt_container(
+    spec: ContainerSpec,
+    ctx: Rc<LaunchContext>,
+    cgroup: ContainerCgroup,
+    kill: oneshot::Receiver<KillRequest>,
+    adoption: Option<Adoption>,
+) -> ContainerEvent {
+    let container_id = spec.container_id.clone();
+    let runtime_dir = spec.runtime_dir.as_deref();
+    let Some(adoption) = adoption else {
+        clean_up(&container_id, &cgroup).await;
+        return ContainerEvent::LaunchFailed {
+            container_id,
+            message: "the agent restarted while the container was starting; it was stopped".into(),
+        };
+    };
+    let Some(pidfd) = reattach(&adoption, &cgroup) else {
+        let recorded = runtime_dir.map(ExitRecord::read).transpose();
+        let termination = recorded.unwrap_or_else(|e| {
+            tracing::warn!(container_id, "cannot read the exit record: {e}");
+            None
+        });
+        let oom_killed = cgroup.oom_killed().unwrap_or(false);
+        clean_up(&container_id, &cgroup).await;
+        tracing::info!(
+            container_id,
+            ?termination,
+            "container ended while the agent was down"
+        );
+        return ContainerEvent::Exited {
+            container_id,
+            termination: Termination {
+                oom_killed,
+                ..termination.flatten().unwrap_or_default()
+            },
+            killed: false,
+        };
+    };
+    let cgroup2_id = cgroup.cgroup2_id().unwrap_or_else(|e| {
+        tracing::warn!(container_id, "{e}");
+        None
+    });
+    if let (Some(hook), Some(id)) = (&ctx.hook, cgroup2_id)
+        && let Err(reason) = hook(&spec, id)
+    {
+        tracing::warn!(
+            container_id,
+            "cannot admit the adopted container again: {reason}"
+        );
+    }
+    tracing::info!(container_id, pid = adoption.pid, "container adopted");
+    let running = Running {
+        pid: adoption.pid,
+        start_time: adoption.start_time,
+        pidfd,
+        cgroup2_id,
+    };
+    let _ = ctx.events.send(ContainerEvent::Started {
+        container_id: container_id.clone(),
+        pid: running.pid,
+        start_time: running.start_time,
+        cgroup2_id,
+    });
+    finish(container_id, &running, &cgroup, kill, runtime_dir).await
 }

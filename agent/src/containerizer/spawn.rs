@@ -1,16 +1,18 @@
 //! Forks a container's process into its cgroups: the child joins every cgroup and starts
 //! its own session before `exec`, so the command never runs unisolated and outlives the
 //! agent. Also opens the pidfd that supervises it.
+//! Its stdout and stderr are the sandbox files themselves, so no pipe ties it to the agent.
 
 use std::ffi::CString;
+use std::fs::File;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use crate::containerizer::supervise::process_start_time;
 use crate::containerizer::{ContainerSpec, init};
 use crate::error::AgentError;
 
@@ -25,11 +27,20 @@ const JOIN_ERR_SHIFT: u32 = 16;
 #[derive(Debug)]
 pub struct Process {
     pub pid: i32,
+    /// Its start time (see [`process_start_time`]): with the pid, its identity.
+    pub start_time: u64,
     /// Readable when the process exits; `waitid(P_PIDFD)` reaps it.
     pub pidfd: OwnedFd,
-    /// The reading ends of the child's stdout and stderr sockets.
-    pub stdout: OwnedFd,
-    pub stderr: OwnedFd,
+}
+
+/// Where a container's output goes and how its end is recorded.
+#[derive(Debug)]
+pub struct Outputs {
+    /// The sandbox's `stdout` and `stderr` files, open for appending.
+    pub stdout: File,
+    pub stderr: File,
+    /// `<runtime_dir>/exit`, open for writing, where the process records how it ended.
+    pub exit_record: Option<File>,
 }
 
 fn spawn_err(spec: &ContainerSpec, reason: impl ToString) -> AgentError {
@@ -38,12 +49,6 @@ fn spawn_err(spec: &ContainerSpec, reason: impl ToString) -> AgentError {
         command: spec.command.value.clone(),
         reason: reason.to_string(),
     }
-}
-
-fn socket_pair(spec: &ContainerSpec) -> Result<(OwnedFd, OwnedFd), AgentError> {
-    let (parent, child) =
-        UnixStream::pair().map_err(|e| spawn_err(spec, format!("socketpair: {e}")))?;
-    Ok((parent.into(), child.into()))
 }
 
 fn command(spec: &ContainerSpec) -> Command {
@@ -109,7 +114,7 @@ fn join_cgroups_and_detach(procs_files: &[CString]) -> io::Result<()> {
 /// close_range(2) flag (Linux 5.11): set close-on-exec instead of closing.
 const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
 
-fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {
@@ -120,10 +125,14 @@ fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
 }
 
 /// Starts `spec`'s command in the cgroups whose `cgroup.procs` files are `procs_files`, in
-/// PID and mount namespaces of its own (see `init.rs`). Either the process runs inside all
-/// of them, or it never ran: an error names the file it could not join, the namespace step
-/// that failed, or why the command could not start.
-pub fn spawn(spec: &ContainerSpec, procs_files: &[PathBuf]) -> Result<Process, AgentError> {
+/// PID and mount namespaces of its own (see `init.rs`), writing to `outputs`. Either the
+/// process runs inside all of them, or it never ran: an error names the file it could not
+/// join, the namespace step that failed, or why the command could not start.
+pub fn spawn(
+    spec: &ContainerSpec,
+    procs_files: &[PathBuf],
+    outputs: Outputs,
+) -> Result<Process, AgentError> {
     let paths = procs_files
         .iter()
         .map(|p| CString::new(p.as_os_str().as_bytes()))
@@ -131,22 +140,26 @@ pub fn spawn(spec: &ContainerSpec, procs_files: &[PathBuf]) -> Result<Process, A
         .map_err(|e| spawn_err(spec, format!("cgroup path with a NUL byte: {e}")))?;
     let read_only = init::cgroup_mounts()
         .map_err(|e| spawn_err(spec, format!("cannot list the cgroup mounts: {e}")))?;
-    let (stdout, child_stdout) = socket_pair(spec)?;
-    let (stderr, child_stderr) = socket_pair(spec)?;
+    let Outputs {
+        stdout,
+        stderr,
+        exit_record,
+    } = outputs;
+    // Opened close-on-exec: C keeps it (it never execs), the command does not see it.
+    let exit_fd = exit_record.as_ref().map_or(-1, |f| f.as_raw_fd());
     let mut cmd = command(spec);
-    cmd.stdout(Stdio::from(child_stdout))
-        .stderr(Stdio::from(child_stderr));
+    cmd.stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
     // SAFETY: the closure only makes async-signal-safe calls (see join_cgroups_and_detach
     // and init::enter).
     unsafe {
         cmd.pre_exec(move || {
             join_cgroups_and_detach(&paths)?;
-            init::enter(&read_only)
+            init::enter(&read_only, exit_fd)
         })
     };
     let spawned = cmd.spawn();
-    // Drop our copies of the child's ends now, or the logs would never see end-of-file.
     drop(cmd);
+    drop(exit_record);
     let child = spawned.map_err(|e| match e.raw_os_error() {
         Some(code) if init::decode(code).is_some() => {
             let (step, errno) = init::decode(code).unwrap_or(("set up", libc::EIO));
@@ -167,20 +180,26 @@ pub fn spawn(spec: &ContainerSpec, procs_files: &[PathBuf]) -> Result<Process, A
         _ => spawn_err(spec, e),
     })?;
     let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
-    let pidfd = match pidfd_open(pid) {
-        Ok(fd) => fd,
-        Err(e) => {
+    // Not reaped yet, so /proc/<pid> is there even if it already ended.
+    let opened = pidfd_open(pid).map_err(|e| format!("pidfd_open (Linux 5.3+): {e}"));
+    let identity = opened.and_then(|pidfd| {
+        let start_time = process_start_time(pid)
+            .map_err(|e| format!("cannot read the process's start time: {e}"))?;
+        Ok((pidfd, start_time))
+    });
+    let (pidfd, start_time) = match identity {
+        Ok(found) => found,
+        Err(reason) => {
             // Unsupervised processes are not allowed: kill it and reap it here.
             let mut child = child;
             let _ = child.kill();
             let _ = child.wait();
-            return Err(spawn_err(spec, format!("pidfd_open (Linux 5.3+): {e}")));
+            return Err(spawn_err(spec, reason));
         }
     };
     Ok(Process {
         pid,
+        start_time,
         pidfd,
-        stdout,
-        stderr,
     })
 }

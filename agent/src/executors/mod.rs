@@ -13,8 +13,13 @@ use std::time::Duration;
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
+use fleet_proto::ids::AgentId;
+
 use crate::cgroups::{ContainerUsage, DEFAULT_MOUNT, Layout};
-use crate::containerizer::{CgroupHook, ContainerEvent, ContainerSpec, HookFn, LaunchContext};
+use crate::checkpoint::{Checkpoint, CheckpointError, Write};
+use crate::containerizer::{
+    Adoption, CgroupHook, ContainerEvent, ContainerSpec, HookFn, LaunchContext,
+};
 use crate::error::AgentError;
 use worker::{Command, forget};
 
@@ -147,6 +152,46 @@ impl Executors {
     /// Hands `spec` to the executor with the fewest containers and returns at once; the
     /// outcome arrives as `Started` or `LaunchFailed`.
     pub fn launch(&self, spec: ContainerSpec) -> Result<(), AgentError> {
+        self.place(spec, None)
+    }
+
+    /// Takes back a container launched before the agent restarted (see
+    /// `containerizer::adopt_container`): `Started` if its process still runs, then
+    /// `Exited`; or `Exited` at once if it ended while the agent was down.
+    pub fn adopt(&self, spec: ContainerSpec, adoption: Option<Adoption>) -> Result<(), AgentError> {
+        self.place(spec, Some(adoption))
+    }
+
+    /// Makes checkpoint `writes` (and the agent record for `agent`, if given) durable,
+    /// through the io_uring of the first executor.
+    pub async fn checkpoint(
+        &self,
+        checkpoint: &Checkpoint,
+        agent: Option<AgentId>,
+        writes: Vec<Write>,
+    ) -> Result<(), CheckpointError> {
+        let (reply, answer) = flume::bounded(1);
+        let stopped = || CheckpointError::Io {
+            op: "write",
+            path: checkpoint.root().to_owned(),
+            source: std::io::Error::other("the executors have stopped"),
+        };
+        self.senders[0]
+            .send(Command::Checkpoint {
+                checkpoint: checkpoint.clone(),
+                agent,
+                writes,
+                reply,
+            })
+            .map_err(|_| stopped())?;
+        answer.recv_async().await.map_err(|_| stopped())?
+    }
+
+    fn place(
+        &self,
+        spec: ContainerSpec,
+        adoption: Option<Option<Adoption>>,
+    ) -> Result<(), AgentError> {
         let index = {
             let mut placement = self.placement.lock().unwrap_or_else(|e| e.into_inner());
             if placement.contains_key(&spec.container_id) {
@@ -161,12 +206,17 @@ impl Executors {
             index
         };
         let container_id = spec.container_id.clone();
-        self.senders[index]
-            .send(Command::Launch(Box::new(spec)))
-            .map_err(|_| {
-                forget(&self.placement, &container_id);
-                executor_err(index, "stopped")
-            })
+        let command = match adoption {
+            None => Command::Launch(Box::new(spec)),
+            Some(adoption) => Command::Adopt {
+                spec: Box::new(spec),
+                adoption,
+            },
+        };
+        self.senders[index].send(command).map_err(|_| {
+            forget(&self.placement, &container_id);
+            executor_err(index, "stopped")
+        })
     }
 
     fn owner(&self, container_id: &str) -> Result<usize, AgentError> {

@@ -10,11 +10,27 @@ use std::time::Duration;
 use futures::channel::oneshot;
 
 use crate::cgroups::{ContainerCgroup, ContainerUsage};
-use crate::containerizer::{ContainerSpec, KillRequest, LaunchContext, run_container};
+use crate::checkpoint::{Checkpoint, CheckpointError, Write};
+use crate::containerizer::{
+    Adoption, ContainerSpec, KillRequest, LaunchContext, adopt_container, run_container,
+};
+use fleet_proto::ids::AgentId;
 
 /// What the handle asks of an executor.
 pub(crate) enum Command {
     Launch(Box<ContainerSpec>),
+    /// Take back a container launched before the agent restarted.
+    Adopt {
+        spec: Box<ContainerSpec>,
+        adoption: Option<Adoption>,
+    },
+    /// Make checkpoint writes durable (through this executor's io_uring).
+    Checkpoint {
+        checkpoint: Checkpoint,
+        agent: Option<AgentId>,
+        writes: Vec<Write>,
+        reply: flume::Sender<Result<(), CheckpointError>>,
+    },
     Kill {
         container_id: String,
         grace: Duration,
@@ -61,7 +77,28 @@ pub(crate) async fn serve(
     let containers: Containers = Rc::default();
     while let Ok(command) = commands.recv_async().await {
         match command {
-            Command::Launch(spec) => launch(*spec, &ctx, &containers, &placement),
+            Command::Launch(spec) => launch(*spec, None, &ctx, &containers, &placement),
+            Command::Adopt { spec, adoption } => {
+                launch(*spec, Some(adoption), &ctx, &containers, &placement)
+            }
+            Command::Checkpoint {
+                checkpoint,
+                agent,
+                writes,
+                reply,
+            } => {
+                glommio::spawn_local(async move {
+                    let mut result = Ok(());
+                    if let Some(agent) = agent {
+                        result = checkpoint.write_agent(&agent).await;
+                    }
+                    if result.is_ok() {
+                        result = checkpoint.apply(writes).await;
+                    }
+                    let _ = reply.send(result);
+                })
+                .detach();
+            }
             Command::Kill {
                 container_id,
                 grace,
@@ -103,8 +140,10 @@ pub(crate) async fn serve(
     }
 }
 
+/// Runs `spec` as a new container, or adopts it (`adoption` given) after a restart.
 fn launch(
     spec: ContainerSpec,
+    adoption: Option<Option<Adoption>>,
     ctx: &Rc<LaunchContext>,
     containers: &Containers,
     placement: &Placement,
@@ -124,7 +163,10 @@ fn launch(
     let placement = placement.clone();
     glommio::spawn_local(async move {
         let events = ctx.events.clone();
-        let last = run_container(spec, ctx, cgroup, killed).await;
+        let last = match adoption {
+            None => run_container(spec, ctx, cgroup, killed).await,
+            Some(adoption) => adopt_container(spec, ctx, cgroup, killed, adoption).await,
+        };
         containers.borrow_mut().remove(&container_id);
         forget(&placement, &container_id);
         let _ = events.send(last);

@@ -449,9 +449,10 @@ impl Master {
             if let Some(list) = agent.task_usage.get_mut(task.task_id.0.as_str())
                 && let Some(entry) = list
                     .iter_mut()
-                    .find(|(f, _)| f.as_str() == task.framework_id.0.as_str())
+                    .find(|(f, _, _)| f.as_str() == task.framework_id.0.as_str())
             {
                 entry.1 = usage_of(&task.usage);
+                entry.2 = task.pid.to_native();
             }
         }
         self.counters.reports_received += 1;

@@ -46,7 +46,8 @@ pub(crate) struct Agent {
     /// Tasks the master believes are on it, terminal ones until acknowledged.
     pub tasks: BTreeSet<(FrameworkId, TaskId)>,
     /// Latest usage per task, by task id (a report names tasks by string, looked up in place).
-    pub task_usage: HashMap<String, Vec<(FrameworkId, Usage)>>,
+    /// With it, the host pid of the task's main process (0 while unknown).
+    pub task_usage: HashMap<String, Vec<(FrameworkId, Usage, u32)>>,
     pub offers: BTreeSet<OfferId>,
     pub last_report: Option<LastReport>,
     pub reports: u64,
@@ -55,16 +56,17 @@ pub(crate) struct Agent {
 impl Agent {
     pub fn add_task(&mut self, framework: &FrameworkId, task: &TaskId) {
         self.tasks.insert((framework.clone(), task.clone()));
-        self.task_usage
-            .entry(task.0.clone())
-            .or_default()
-            .push((framework.clone(), Usage::default()));
+        self.task_usage.entry(task.0.clone()).or_default().push((
+            framework.clone(),
+            Usage::default(),
+            0,
+        ));
     }
 
     pub fn remove_task(&mut self, framework: &FrameworkId, task: &TaskId) {
         self.tasks.remove(&(framework.clone(), task.clone()));
         if let Some(list) = self.task_usage.get_mut(task.as_str()) {
-            list.retain(|(f, _)| f != framework);
+            list.retain(|(f, _, _)| f != framework);
             if list.is_empty() {
                 self.task_usage.remove(task.as_str());
             }
@@ -74,8 +76,17 @@ impl Agent {
     pub fn usage_of(&self, framework: &FrameworkId, task: &TaskId) -> Option<Usage> {
         self.task_usage
             .get(task.as_str())
-            .and_then(|list| list.iter().find(|(f, _)| f == framework))
-            .map(|(_, u)| *u)
+            .and_then(|list| list.iter().find(|(f, _, _)| f == framework))
+            .map(|(_, u, _)| *u)
+    }
+
+    /// The host pid of the task's main process, once a report named it.
+    pub fn pid_of(&self, framework: &FrameworkId, task: &TaskId) -> Option<u32> {
+        self.task_usage
+            .get(task.as_str())
+            .and_then(|list| list.iter().find(|(f, _, _)| f == framework))
+            .map(|(_, _, pid)| *pid)
+            .filter(|pid| *pid > 0)
     }
 
     pub fn is_connected(&self) -> bool {

@@ -90,9 +90,11 @@ pub struct TaskView {
     /// Whether an update awaits the framework's acknowledgement.
     pub unacknowledged: bool,
     pub usage: Option<Usage>,
+    /// The host pid of its main process on the agent, once reported.
+    pub pid: Option<u32>,
 }
 
-fn task_view(task: &Task, usage: Option<Usage>) -> TaskView {
+fn task_view(task: &Task, usage: Option<Usage>, pid: Option<u32>) -> TaskView {
     TaskView {
         id: task.info.task_id.clone(),
         name: task.info.name.clone(),
@@ -106,6 +108,7 @@ fn task_view(task: &Task, usage: Option<Usage>) -> TaskView {
         exit_code: task.status.exit_code,
         unacknowledged: task.unacked.is_some(),
         usage,
+        pid,
     }
 }
 
@@ -125,18 +128,21 @@ impl Master {
             .values()
             .flat_map(|f| f.tasks.values())
             .map(|t| {
-                let usage = self
-                    .agents
-                    .get(&t.info.agent_id)
-                    .and_then(|a| a.usage_of(&t.framework_id, &t.info.task_id));
-                task_view(t, usage)
+                let agent = self.agents.get(&t.info.agent_id);
+                let usage = agent.and_then(|a| a.usage_of(&t.framework_id, &t.info.task_id));
+                let pid = agent.and_then(|a| a.pid_of(&t.framework_id, &t.info.task_id));
+                task_view(t, usage, pid)
             })
             .collect();
         MasterState {
             agents,
             frameworks,
             tasks,
-            completed_tasks: self.completed.iter().map(|t| task_view(t, None)).collect(),
+            completed_tasks: self
+                .completed
+                .iter()
+                .map(|t| task_view(t, None, None))
+                .collect(),
             completed_frameworks: self.completed_frameworks.iter().cloned().collect(),
             recovered_agents: self.recovered_agents.keys().cloned().collect(),
             outstanding_offers: self.offers.len(),

@@ -167,6 +167,9 @@ pub struct TaskUsage {
     pub framework_id: FrameworkId,
     pub task_id: TaskId,
     pub usage: Usage,
+    /// The host pid of the container's main process (0 while unknown): the same across
+    /// agent restarts for as long as the task runs.
+    pub pid: u32,
 }
 
 /// Agent -> master, once per interval on the report stream. The master reads it in place

@@ -90,6 +90,7 @@ fn silent_connected_agent_is_closed_and_removed_but_reports_keep_it_alive() {
                     bytes_written: 4096 * seq,
                     ..Default::default()
                 },
+                pid: 0,
             }],
             total: Usage {
                 mem_bytes: 1 << 20,
