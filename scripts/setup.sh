@@ -38,7 +38,8 @@ apt_ensure() {
 }
 
 command -v rustup >/dev/null || die "rustup not found on PATH ($cargo_home/bin); install rustup first"
-apt_ensure gcc libc6-dev pkg-config
+# chromium: tests/tests/web_ui.rs renders the master's web UI in headless Chromium.
+apt_ensure gcc libc6-dev pkg-config chromium
 
 # 1. The pinned stable toolchain, with the components the workspace uses.
 stable="$(toolchain_channel "$root/rust-toolchain.toml")"

@@ -1,5 +1,6 @@
-//! The master's HTTP API on TCP: /health, /state (JSON) and /metrics (Prometheus text),
-//! served from snapshots of the state (see `snapshots.rs`) on a thread of its own.
+//! The master's HTTP API on TCP: /health, /state (JSON), /metrics (Prometheus text) and
+//! the web UI at / (see `ui.rs`), served from snapshots of the state (see `snapshots.rs`)
+//! on a thread of its own.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -56,7 +57,11 @@ pub(super) fn serve(
             .route("/state", get(state))
             .route("/metrics", get(metrics))
             .route("/api/v1", post(operator).get(operator_get))
-            .with_state(App { published, events });
+            .with_state(App {
+                published: published.clone(),
+                events,
+            })
+            .merge(super::ui::router(published));
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };

@@ -1,6 +1,6 @@
 //! The I/O shell around the master's core: a QUIC endpoint for agents and frameworks, the
-//! thread that drives the core, and the HTTP API. The core decides; this module only moves
-//! bytes and time.
+//! thread that drives the core, and the HTTP API with the web UI. The core decides; this
+//! module only moves bytes and time.
 //!
 //! Threads: one shard thread runs a tokio-uring runtime with the QUIC endpoint and the core
 //! driver; one HTTP thread serves snapshots of the state published by the driver, so a
@@ -13,6 +13,7 @@ mod operator;
 mod quic;
 mod snapshots;
 mod udp;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
