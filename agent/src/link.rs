@@ -373,8 +373,7 @@ fn master_message(parts: &mut Parts, msg: MasterMessage) -> Vec<Action> {
             now,
         ),
         MasterMessage::AcknowledgeUpdate { task_id, uuid, .. } => {
-            parts.tasks.acknowledged(&task_id, uuid);
-            Vec::new()
+            parts.tasks.acknowledged(&task_id, uuid, now)
         }
         MasterMessage::ShutdownFramework { framework_id } => {
             parts.tasks.shutdown_framework(&framework_id, now)

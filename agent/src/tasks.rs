@@ -19,8 +19,34 @@ use crate::containerizer::{
     Adoption, CommandSpec, ContainerEvent, ContainerSpec, Isolation, Limits, Outcome, outcome,
 };
 
-/// Unacknowledged updates are sent again after this long.
-pub const UPDATE_RETRY: Duration = Duration::from_secs(10);
+/// An unacknowledged update is sent again after this long, then after twice as long each
+/// time, up to [`UPDATE_RETRY_MAX`] (Mesos' status update manager does the same).
+pub const UPDATE_RETRY: Duration = Duration::from_secs(1);
+pub const UPDATE_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// An update waiting for its acknowledgement.
+#[derive(Debug, Clone)]
+struct Pending {
+    /// When it is next due to be sent again.
+    due: Instant,
+    /// How long after the next send it is due again.
+    backoff: Duration,
+    /// Whether it went out at least once (an update waits while an older one of its task
+    /// is unacknowledged).
+    sent: bool,
+    update: StatusUpdate,
+}
+
+impl Pending {
+    fn new(now: Instant, update: StatusUpdate) -> Self {
+        Pending {
+            due: now + UPDATE_RETRY,
+            backoff: UPDATE_RETRY,
+            sent: false,
+            update,
+        }
+    }
+}
 /// Grace between SIGTERM and SIGKILL when the framework names none.
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
 
@@ -92,7 +118,7 @@ pub struct Tasks {
     work_dir: PathBuf,
     tasks: HashMap<TaskId, Entry>,
     by_container: HashMap<String, TaskId>,
-    unacked: VecDeque<(Instant, StatusUpdate)>,
+    unacked: VecDeque<Pending>,
     gpus: GpuPool,
     checkpoint: Checkpoint,
     /// Containers whose record changed since the last `take_checkpoint`.
@@ -155,7 +181,7 @@ impl Tasks {
                 None,
                 None,
             );
-            return vec![self.send(update, now)];
+            return self.send(update, now).into_iter().collect();
         }
         let gpus = match self.take_gpus(&task) {
             Ok(gpus) => gpus,
@@ -169,7 +195,7 @@ impl Tasks {
                     None,
                     None,
                 );
-                return vec![self.send(update, now)];
+                return self.send(update, now).into_iter().collect();
             }
         };
         let container_id = random_id("C");
@@ -205,7 +231,9 @@ impl Tasks {
             .insert(container_id.clone(), entry.task.task_id.clone());
         self.tasks.insert(entry.task.task_id.clone(), entry);
         self.dirty.insert(container_id);
-        vec![self.send(starting, now), Action::Launch(spec)]
+        let mut actions: Vec<Action> = self.send(starting, now).into_iter().collect();
+        actions.push(Action::Launch(spec));
+        actions
     }
 
     /// The container that runs `entry`'s task (the same after a restart: its environment,
@@ -292,7 +320,7 @@ impl Tasks {
                 None,
                 None,
             );
-            return vec![self.send(update, now)];
+            return self.send(update, now).into_iter().collect();
         };
         if entry.state.is_terminal() {
             return Vec::new();
@@ -317,7 +345,7 @@ impl Tasks {
                 None,
                 None,
             );
-            actions.push(self.send(update, now));
+            actions.extend(self.send(update, now));
         }
         actions.push(Action::Kill {
             container_id,
@@ -341,13 +369,31 @@ impl Tasks {
 
     /// The framework acknowledged an update: stop resending it, and forget a task whose
     /// terminal update is acknowledged.
-    pub fn acknowledged(&mut self, task_id: &TaskId, uuid: UpdateUuid) {
-        self.unacked
-            .retain(|(_, u)| !(u.status.task_id == *task_id && u.status.uuid == Some(uuid)));
+    pub fn acknowledged(
+        &mut self,
+        task_id: &TaskId,
+        uuid: UpdateUuid,
+        now: Instant,
+    ) -> Vec<Action> {
+        self.unacked.retain(|p| {
+            !(p.update.status.task_id == *task_id && p.update.status.uuid == Some(uuid))
+        });
+        // The task's next update, if one waited, goes now.
+        let mut actions = Vec::new();
+        if let Some(next) = self
+            .unacked
+            .iter_mut()
+            .find(|p| p.update.status.task_id == *task_id)
+            && !next.sent
+        {
+            next.sent = true;
+            next.due = now + next.backoff;
+            actions.push(Action::Send(next.update.clone()));
+        }
         let pending = self
             .unacked
             .iter()
-            .any(|(_, u)| u.status.task_id == *task_id);
+            .any(|p| p.update.status.task_id == *task_id);
         if let Some(entry) = self.tasks.get(task_id) {
             self.dirty.insert(entry.container_id.clone());
         }
@@ -358,6 +404,7 @@ impl Tasks {
             self.by_container.remove(&entry.container_id);
             self.tasks.remove(task_id);
         }
+        actions
     }
 
     /// A container changed; turn it into the task's next state.
@@ -480,7 +527,7 @@ impl Tasks {
             exit_code,
             Some(&sandbox),
         );
-        vec![self.send(update, now)]
+        self.send(update, now).into_iter().collect()
     }
 
     /// The GPUs this agent offers (minors of /dev/nvidia<N>) and the control devices
@@ -559,22 +606,26 @@ impl Tasks {
     /// Updates due to be sent again.
     pub fn retry(&mut self, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
-        for (sent, update) in self.unacked.iter_mut() {
-            if now.duration_since(*sent) >= UPDATE_RETRY {
-                *sent = now;
-                out.push(Action::Send(update.clone()));
+        for pending in self.heads() {
+            if now >= pending.due || !pending.sent {
+                pending.backoff = (pending.backoff * 2).min(UPDATE_RETRY_MAX);
+                pending.due = now + pending.backoff;
+                pending.sent = true;
+                out.push(Action::Send(pending.update.clone()));
             }
         }
         out
     }
 
-    /// Every unacknowledged update, in order (sent again after a reconnect).
+    /// The oldest unacknowledged update of every task (sent again after a reconnect, with
+    /// the backoff starting over: a new master answers at once).
     pub fn unacknowledged(&mut self, now: Instant) -> Vec<Action> {
-        self.unacked
-            .iter_mut()
-            .map(|(sent, u)| {
-                *sent = now;
-                Action::Send(u.clone())
+        self.heads()
+            .map(|pending| {
+                pending.backoff = UPDATE_RETRY;
+                pending.due = now + UPDATE_RETRY;
+                pending.sent = true;
+                Action::Send(pending.update.clone())
             })
             .collect()
     }
@@ -660,8 +711,8 @@ impl Tasks {
             unacknowledged: self
                 .unacked
                 .iter()
-                .filter(|(_, u)| u.status.task_id == entry.task.task_id)
-                .map(|(_, u)| u.clone())
+                .filter(|p| p.update.status.task_id == entry.task.task_id)
+                .map(|p| p.update.clone())
                 .collect(),
         }
     }
@@ -674,7 +725,7 @@ impl Tasks {
         let mut adopt = Vec::new();
         for record in records {
             for update in record.unacknowledged {
-                self.unacked.push_back((now, update));
+                self.unacked.push_back(Pending::new(now, update));
             }
             let entry = Entry {
                 framework: record.framework,
@@ -732,9 +783,28 @@ impl Tasks {
         }
     }
 
-    fn send(&mut self, update: StatusUpdate, now: Instant) -> Action {
-        self.unacked.push_back((now, update.clone()));
-        Action::Send(update)
+    /// Queues `update` until acknowledged. Each task's updates form a stream, as in Mesos'
+    /// status update manager: only the oldest unacknowledged one is in flight, the next
+    /// goes once it is acknowledged, so a framework sees them in order even across
+    /// retries and restarts.
+    fn send(&mut self, update: StatusUpdate, now: Instant) -> Option<Action> {
+        let first = !self
+            .unacked
+            .iter()
+            .any(|p| p.update.status.task_id == update.status.task_id);
+        let mut pending = Pending::new(now, update);
+        pending.sent = first;
+        let action = first.then(|| Action::Send(pending.update.clone()));
+        self.unacked.push_back(pending);
+        action
+    }
+
+    /// The oldest unacknowledged update of each task, in queue order.
+    fn heads(&mut self) -> impl Iterator<Item = &mut Pending> {
+        let mut seen = std::collections::HashSet::new();
+        self.unacked
+            .iter_mut()
+            .filter(move |p| seen.insert(p.update.status.task_id.clone()))
     }
 }
 

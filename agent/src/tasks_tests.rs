@@ -45,6 +45,18 @@ fn launched(actions: &[Action]) -> ContainerSpec {
         .expect("a launch")
 }
 
+/// Acknowledges every update in `actions`, as a framework would; returns `actions`.
+fn ack(t: &mut Tasks, actions: Vec<Action>) -> Vec<Action> {
+    for action in &actions {
+        if let Action::Send(u) = action {
+            let released =
+                t.acknowledged(&u.status.task_id, u.status.uuid.unwrap(), Instant::now());
+            assert!(released.is_empty(), "{released:?}");
+        }
+    }
+    actions
+}
+
 fn states(actions: &[Action]) -> Vec<(TaskState, Option<Reason>)> {
     actions
         .iter()
@@ -84,6 +96,7 @@ fn container_events_become_ordered_updates_that_wait_for_acks() {
     let now = Instant::now();
     let spec = launched(&t.run(framework(), task("t1"), now));
     let id = spec.container_id.clone();
+    // Each task's updates are a stream: RUNNING waits until STARTING is acknowledged.
     let running = t.container(
         ContainerEvent::Started {
             container_id: id.clone(),
@@ -93,7 +106,7 @@ fn container_events_become_ordered_updates_that_wait_for_acks() {
         },
         now,
     );
-    assert_eq!(states(&running), vec![(TaskState::Running, None)]);
+    assert!(running.is_empty(), "{running:?}");
     let exited = t.container(
         ContainerEvent::Exited {
             container_id: id,
@@ -106,26 +119,24 @@ fn container_events_become_ordered_updates_that_wait_for_acks() {
         },
         now,
     );
-    let Action::Send(failed) = &exited[0] else {
-        panic!("expected an update")
-    };
-    assert_eq!(failed.status.state, TaskState::Failed);
-    assert_eq!(failed.status.exit_code, Some(3));
-    // Nothing acknowledged yet: after the retry interval all three go again, in order.
+    assert!(exited.is_empty(), "{exited:?}");
+    // Nothing acknowledged: after the retry interval only the oldest goes again.
     let again = t.retry(now + UPDATE_RETRY);
+    assert_eq!(states(&again), vec![(TaskState::Starting, None)]);
+    let mut order = Vec::new();
+    let mut next = again;
+    while let Some(Action::Send(u)) = next.first().cloned() {
+        order.push((u.status.state, u.status.exit_code));
+        next = t.acknowledged(&u.status.task_id, u.status.uuid.unwrap(), now);
+    }
     assert_eq!(
-        states(&again),
+        order,
         vec![
             (TaskState::Starting, None),
             (TaskState::Running, None),
-            (TaskState::Failed, Some(Reason::CommandExecutorFailed)),
+            (TaskState::Failed, Some(3)),
         ]
     );
-    for a in &again {
-        if let Action::Send(u) = a {
-            t.acknowledged(&u.status.task_id, u.status.uuid.unwrap());
-        }
-    }
     assert!(t.retry(now + UPDATE_RETRY * 3).is_empty());
     assert!(
         t.running().is_empty(),
@@ -137,8 +148,10 @@ fn container_events_become_ordered_updates_that_wait_for_acks() {
 fn oom_is_a_memory_limitation_and_kill_is_killed() {
     let mut t = tasks();
     let now = Instant::now();
-    let a = launched(&t.run(framework(), task("a"), now)).container_id;
-    let b = launched(&t.run(framework(), task("b"), now)).container_id;
+    let run = t.run(framework(), task("a"), now);
+    let a = launched(&ack(&mut t, run)).container_id;
+    let run = t.run(framework(), task("b"), now);
+    let b = launched(&ack(&mut t, run)).container_id;
     let oom = t.container(
         ContainerEvent::Exited {
             container_id: a,
@@ -156,6 +169,7 @@ fn oom_is_a_memory_limitation_and_kill_is_killed() {
         vec![(TaskState::Failed, Some(Reason::ContainerLimitationMemory))]
     );
     let kill = t.kill(&FrameworkId::new("F-1"), &TaskId::new("b"), None, now);
+    let kill = ack(&mut t, kill);
     assert_eq!(states(&kill), vec![(TaskState::Killing, None)]);
     assert!(
         kill.iter()
@@ -180,7 +194,8 @@ fn oom_is_a_memory_limitation_and_kill_is_killed() {
 fn launch_failure_fails_the_task_with_the_reason() {
     let mut t = tasks();
     let now = Instant::now();
-    let id = launched(&t.run(framework(), task("t"), now)).container_id;
+    let run = t.run(framework(), task("t"), now);
+    let id = launched(&ack(&mut t, run)).container_id;
     let failed = t.container(
         ContainerEvent::LaunchFailed {
             container_id: id,
@@ -205,7 +220,8 @@ fn unknown_kill_is_lost_and_duplicate_run_is_an_error() {
         states(&lost),
         vec![(TaskState::Lost, Some(Reason::TaskUnknown))]
     );
-    t.run(framework(), task("t"), now);
+    let run = t.run(framework(), task("t"), now);
+    ack(&mut t, run);
     let dup = t.run(framework(), task("t"), now + Duration::from_secs(1));
     assert_eq!(
         states(&dup),
@@ -219,10 +235,11 @@ fn a_container_over_its_disk_limit_is_killed_and_fails_with_the_disk_reason() {
     let mut info = task("t1");
     info.resources = Resources::parse("cpus:0.5;mem:64;disk:10").unwrap();
     let now = Instant::now();
-    let spec = launched(&t.run(framework(), info, now));
+    let run = t.run(framework(), info, now);
+    let spec = launched(&ack(&mut t, run));
     assert_eq!(spec.isolation.disk_bytes, 10 * 1024 * 1024);
     let id = spec.container_id.clone();
-    t.container(
+    let started = t.container(
         ContainerEvent::Started {
             container_id: id.clone(),
             pid: 42,
@@ -231,6 +248,7 @@ fn a_container_over_its_disk_limit_is_killed_and_fails_with_the_disk_reason() {
         },
         now,
     );
+    ack(&mut t, started);
     assert_eq!(
         t.disk_limits().collect::<Vec<_>>(),
         vec![(id.as_str(), 10 * 1024 * 1024)]
@@ -337,10 +355,16 @@ fn every_change_is_checkpointed_and_a_restart_takes_the_tasks_back() {
         })
     );
     let resent = again.unacknowledged(now);
-    assert_eq!(
-        states(&resent),
-        vec![(TaskState::Starting, None), (TaskState::Running, None)]
+    assert_eq!(states(&resent), vec![(TaskState::Starting, None)]);
+    let Action::Send(starting) = &resent[0] else {
+        panic!("an update")
+    };
+    let next = again.acknowledged(
+        &starting.status.task_id,
+        starting.status.uuid.expect("uuid"),
+        now,
     );
+    assert_eq!(states(&next), vec![(TaskState::Running, None)]);
     // Adoption reports Started again: no duplicate RUNNING.
     let quiet = again.container(
         ContainerEvent::Started {
@@ -364,13 +388,27 @@ fn every_change_is_checkpointed_and_a_restart_takes_the_tasks_back() {
         },
         now,
     );
+    // Queued behind RUNNING, which is in flight: acknowledging it sends the end.
+    assert!(ended.is_empty(), "{ended:?}");
+    let Action::Send(running) = &next[0] else {
+        panic!("an update")
+    };
+    let ended = again.acknowledged(
+        &running.status.task_id,
+        running.status.uuid.expect("uuid"),
+        now,
+    );
     assert_eq!(
         states(&ended),
         vec![(TaskState::Failed, Some(Reason::CommandExecutorFailed))]
     );
     // Once every update is acknowledged the record goes.
-    for (_, u) in again.unacked.clone() {
-        again.acknowledged(&u.status.task_id, u.status.uuid.expect("uuid"));
+    for p in again.unacked.clone() {
+        again.acknowledged(
+            &p.update.status.task_id,
+            p.update.status.uuid.expect("uuid"),
+            now,
+        );
     }
     let last = records(&mut again);
     assert_eq!(last, vec![(id, None)]);
@@ -392,6 +430,31 @@ fn a_restored_task_that_had_ended_is_not_adopted_but_its_updates_are_resent() {
     assert_eq!(record.state, TaskState::Failed);
     let mut again = Tasks::new(t.agent_id().clone(), t.work_dir.clone());
     assert!(again.restore(vec![record]).is_empty());
-    assert_eq!(again.unacknowledged(now).len(), 2);
+    // The stream starts over with its oldest update.
+    assert_eq!(
+        states(&again.unacknowledged(now)),
+        vec![(TaskState::Starting, None)]
+    );
     assert_eq!(again.running().len(), 1);
+}
+
+#[test]
+fn unacknowledged_updates_back_off_from_one_second_to_a_minute() {
+    let mut t = tasks();
+    let start = Instant::now();
+    t.run(framework(), task("t1"), start);
+    // Sent again at 1, 3, 7, 15, 31, 63 s, then every 60 s.
+    let mut sends = Vec::new();
+    let mut now = start;
+    while now < start + Duration::from_secs(200) {
+        now += Duration::from_millis(500);
+        if !t.retry(now).is_empty() {
+            sends.push((now - start).as_secs_f64());
+        }
+    }
+    assert_eq!(sends, vec![1.0, 3.0, 7.0, 15.0, 31.0, 63.0, 123.0, 183.0]);
+    // A reconnect sends everything at once and starts the backoff over.
+    assert_eq!(t.unacknowledged(now).len(), 1);
+    assert!(t.retry(now + Duration::from_millis(900)).is_empty());
+    assert_eq!(t.retry(now + UPDATE_RETRY).len(), 1);
 }

@@ -34,13 +34,34 @@ pub struct MasterArgs {
     /// Seconds between allocation cycles (Mesos --allocation_interval).
     #[arg(long)]
     allocation_interval: Option<f64>,
-    /// Seconds without a report after which an agent is removed and its tasks lost.
+    /// Seconds an agent may be silent or disconnected before it is marked unreachable
+    /// (its tasks lost, or unreachable for partition-aware frameworks). Default: ping
+    /// timeout x max ping timeouts (75).
     #[arg(long)]
     agent_timeout: Option<f64>,
+    /// Mesos' --agent_ping_timeout (seconds, default 15): with --max-agent-ping-timeouts,
+    /// the agent timeout is their product.
+    #[arg(long)]
+    agent_ping_timeout: Option<f64>,
+    /// Mesos' --max_agent_ping_timeouts (default 5).
+    #[arg(long)]
+    max_agent_ping_timeouts: Option<u32>,
+    /// Seconds an unreachable agent may still re-register with its id and tasks; after
+    /// that it is removed and its tasks are gone (default 600).
+    #[arg(long)]
+    agent_reregister_timeout: Option<f64>,
     /// Allocator shards, each owning part of the agents; a full cycle runs them in
     /// parallel. Default: the number of cores.
     #[arg(long)]
     shards: Option<usize>,
+    /// Credentials file (JSON, Mesos' shape: {"credentials": [{"principal": P, "secret":
+    /// S}]}). With it, frameworks and HTTP callers must authenticate.
+    #[arg(long)]
+    credentials: Option<PathBuf>,
+    /// ACL file (JSON, Mesos' shape: {"permissive": ..., "register_frameworks": [...],
+    /// "update_quotas": [...], ...}); see deploy/README.md.
+    #[arg(long)]
+    acls: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -146,8 +167,27 @@ pub fn master(args: MasterArgs) -> Result<()> {
     if let Some(s) = layers.get(args.allocation_interval, "allocation-interval")? {
         core.allocation_interval = seconds(s, "--allocation-interval")?;
     }
+    let ping: Option<f64> = layers.get(args.agent_ping_timeout, "agent-ping-timeout")?;
+    let pings: Option<u32> = layers.get(args.max_agent_ping_timeouts, "max-agent-ping-timeouts")?;
+    if ping.is_some() || pings.is_some() {
+        let ping = seconds(ping.unwrap_or(15.0), "--agent-ping-timeout")?;
+        let pings = pings.unwrap_or(5);
+        if pings == 0 {
+            bail!("invalid --max-agent-ping-timeouts '0': must be at least 1");
+        }
+        core.agent_timeout = ping * pings;
+    }
     if let Some(s) = layers.get(args.agent_timeout, "agent-timeout")? {
+        if ping.is_some() || pings.is_some() {
+            bail!(
+                "--agent-timeout and --agent-ping-timeout/--max-agent-ping-timeouts both set: \
+                 give one or the other"
+            );
+        }
         core.agent_timeout = seconds(s, "--agent-timeout")?;
+    }
+    if let Some(s) = layers.get(args.agent_reregister_timeout, "agent-reregister-timeout")? {
+        core.agent_reregister_timeout = seconds(s, "--agent-reregister-timeout")?;
     }
     core.allocator_shards = shard_count(layers.get(args.shards, "shards")?)?;
     if let Some(dir) = &data_dir {
@@ -156,12 +196,16 @@ pub fn master(args: MasterArgs) -> Result<()> {
     }
     let ca_pem = std::fs::read_to_string(&ca)
         .with_context(|| format!("cannot read CA certificate {}", ca.display()))?;
+    let credentials: Option<PathBuf> = layers.get(args.credentials, "credentials")?;
+    let acls: Option<PathBuf> = layers.get(args.acls, "acls")?;
+    let security = fleet_master::auth::Security::load(credentials.as_deref(), acls.as_deref())?;
     let handle = fleet_master::shell::start(fleet_master::shell::ServerConfig {
         listen,
         http_listen: None,
         ca_pem,
         identity: certs::load_identity(&cert, &key)?,
         core,
+        security: std::sync::Arc::new(security),
     })?;
     println!(
         "fleet master: QUIC {} / HTTP http://{}",

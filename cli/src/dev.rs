@@ -84,6 +84,7 @@ pub fn run(args: DevArgs) -> Result<()> {
             allocator_shards: crate::daemons::shard_count(args.shards)?,
             ..fleet_master::core::MasterConfig::default()
         },
+        security: Default::default(),
     })?;
     let agent = match fleet_agent::start(fleet_agent::AgentConfig {
         masters: vec![master.quic_addr()],

@@ -4,6 +4,7 @@
 mod bench;
 mod certs;
 mod config;
+mod credentials;
 mod daemons;
 mod dev;
 mod profile;
@@ -13,6 +14,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use credentials::CredentialArgs;
 
 /// mimalloc: thread-local free lists. With glibc's malloc, the allocator's shard threads
 /// and the master's threads waited on arena locks and spent a third of an allocation
@@ -106,6 +108,8 @@ struct RunArgs {
     /// `gpu` (has the attribute), `!spot` (lacks it); repeat for several (all must hold).
     #[arg(long)]
     constraint: Vec<String>,
+    #[command(flatten)]
+    login: CredentialArgs,
     /// The command; one word is run by `sh -c`, several are exec'd as they are.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -119,6 +123,8 @@ struct StatusArgs {
     /// Print the master's JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    login: CredentialArgs,
 }
 
 #[derive(Args)]
@@ -137,6 +143,8 @@ struct LogsArgs {
     /// Print each piece as a JSON line: {"task", "file", "offset", "data"}.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    login: CredentialArgs,
 }
 
 #[derive(Args)]
@@ -147,6 +155,8 @@ struct QuotaArgs {
     /// Print JSON.
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    login: CredentialArgs,
     #[command(subcommand)]
     command: Option<QuotaCommand>,
 }
@@ -175,6 +185,8 @@ struct WeightsArgs {
     /// Print JSON.
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    login: CredentialArgs,
     #[command(subcommand)]
     command: Option<WeightsCommand>,
 }
@@ -291,6 +303,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             .iter()
             .map(|c| fleet_client::run::parse_constraint(c))
             .collect::<Result<_, _>>()?,
+        credential: args.login.credential()?,
     };
     let code = runtime()?.block_on(fleet_client::run::run(opts, &mut std::io::stdout()))?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
@@ -306,23 +319,27 @@ fn listing(
     ) -> Result<(), fleet_client::ClientError>,
 ) -> Result<ExitCode> {
     let (master, _) = profile::client_target(args.master, None)?;
-    let state = fleet_client::operator::status(daemons::resolve(&master)?)?;
+    let credential = args.login.credential()?;
+    let state = fleet_client::operator::status_as(daemons::resolve(&master)?, credential.as_ref())?;
     print(&state, args.json, &mut std::io::stdout())?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn status(args: StatusArgs) -> Result<ExitCode> {
     let (master, _) = profile::client_target(args.master, None)?;
-    let state = fleet_client::operator::status(daemons::resolve(&master)?)?;
+    let credential = args.login.credential()?;
+    let state = fleet_client::operator::status_as(daemons::resolve(&master)?, credential.as_ref())?;
     fleet_client::operator::print_status(&state, args.json, &mut std::io::stdout())?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn logs(args: LogsArgs) -> Result<ExitCode> {
-    use fleet_client::operator::{read_file, status as master_state, task_files};
+    use fleet_client::operator::{read_file, status_as, task_files};
     use std::io::Write as _;
     let (master, _) = profile::client_target(args.master, None)?;
     let http = daemons::resolve(&master)?;
+    let credential = args.login.credential()?;
+    let master_state = |http| status_as(http, credential.as_ref());
     let name = if args.stderr { "stderr" } else { "stdout" };
     // /state is a copy at most 200 ms old: a task launched just now may not be in it yet.
     let mut attempt = 0;
@@ -374,9 +391,11 @@ fn logs(args: LogsArgs) -> Result<ExitCode> {
 }
 
 fn quota(args: QuotaArgs) -> Result<ExitCode> {
-    use fleet_client::operator::{call, print_quota, quota_quantities};
+    use fleet_client::operator::{call_as, print_quota, quota_quantities};
     let (master, _) = profile::client_target(args.master, None)?;
     let http = daemons::resolve(&master)?;
+    let credential = args.login.credential()?;
+    let call = |http, body: &serde_json::Value| call_as(http, body, credential.as_ref());
     let config = match &args.command {
         None => {
             let answer = call(http, &serde_json::json!({ "type": "GET_QUOTA" }))?;
@@ -413,9 +432,11 @@ fn quota(args: QuotaArgs) -> Result<ExitCode> {
 }
 
 fn weights(args: WeightsArgs) -> Result<ExitCode> {
-    use fleet_client::operator::{call, print_roles};
+    use fleet_client::operator::{call_as, print_roles};
     let (master, _) = profile::client_target(args.master, None)?;
     let http = daemons::resolve(&master)?;
+    let credential = args.login.credential()?;
+    let call = |http, body: &serde_json::Value| call_as(http, body, credential.as_ref());
     if let Some(WeightsCommand::Set { weights }) = &args.command {
         let mut infos = Vec::new();
         for pair in weights {

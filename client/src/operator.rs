@@ -9,55 +9,75 @@ use std::time::Duration;
 use fleet_proto::resources::Resources;
 use serde_json::Value;
 
+use crate::credential::Credential;
 use crate::error::ClientError;
 
 /// How long one HTTP request to the master may take.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// An HTTP client with the request timeout; with `statuses`, 4xx and 5xx answers come back
-/// as responses (to read the server's reason) instead of errors.
-fn http_agent(statuses: bool) -> ureq::Agent {
+/// An HTTP client with the request timeout; 4xx and 5xx answers come back as responses
+/// (to read the server's reason) instead of errors.
+fn http_agent() -> ureq::Agent {
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(HTTP_TIMEOUT))
-        .http_status_as_error(!statuses)
+        .http_status_as_error(false)
         .build();
     ureq::Agent::new_with_config(config)
 }
 
 /// GETs `path` (e.g. "/state") from the master's HTTP address and parses the JSON body.
 pub fn get_json(http_addr: SocketAddr, path: &str) -> Result<Value, ClientError> {
+    get_json_as(http_addr, path, None)
+}
+
+/// Like [`get_json`], as `credential`'s principal when given (a master with a credentials
+/// file answers 401 without one).
+pub fn get_json_as(
+    http_addr: SocketAddr,
+    path: &str,
+    credential: Option<&Credential>,
+) -> Result<Value, ClientError> {
     let url = format!("http://{http_addr}{path}");
-    let agent = http_agent(false);
-    let http_error = |reason: String| ClientError::Http {
-        url: url.clone(),
-        reason,
-    };
-    let mut response = agent.get(&url).call().map_err(|e| {
-        http_error(match e {
-            ureq::Error::StatusCode(code) => format!("the master answered HTTP {code}"),
-            ureq::Error::Timeout(_) => {
-                format!("no answer within {} s", HTTP_TIMEOUT.as_secs())
-            }
-            ureq::Error::Io(io) => format!("master unreachable: {io}"),
-            other => other.to_string(),
-        })
-    })?;
-    response
-        .body_mut()
-        .read_json::<Value>()
-        .map_err(|e| http_error(format!("the body is not JSON: {e}")))
+    let mut request = http_agent().get(&url);
+    if let Some(c) = credential {
+        request = request.header("Authorization", &c.authorization());
+    }
+    let response = request.call();
+    answer_json(&url, response)
 }
 
 /// POSTs one operator call (`{"type": ...}`) to the master's `/api/v1` and returns its
 /// JSON answer. A refusal (4xx, 5xx) comes back as an error carrying the master's reason.
 pub fn call(http_addr: SocketAddr, body: &Value) -> Result<Value, ClientError> {
+    call_as(http_addr, body, None)
+}
+
+/// Like [`call`], as `credential`'s principal when given.
+pub fn call_as(
+    http_addr: SocketAddr,
+    body: &Value,
+    credential: Option<&Credential>,
+) -> Result<Value, ClientError> {
     let url = format!("http://{http_addr}/api/v1");
-    let agent = http_agent(true);
+    let mut request = http_agent().post(&url);
+    if let Some(c) = credential {
+        request = request.header("Authorization", &c.authorization());
+    }
+    let response = request.send_json(body);
+    answer_json(&url, response)
+}
+
+/// The JSON body of a master's answer; a refusal (4xx, 5xx) is an error with the master's
+/// reason (its `{"error": ...}`).
+fn answer_json(
+    url: &str,
+    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<Value, ClientError> {
     let http_error = |reason: String| ClientError::Http {
-        url: url.clone(),
+        url: url.to_owned(),
         reason,
     };
-    let mut response = agent.post(&url).send_json(body).map_err(|e| {
+    let mut response = response.map_err(|e| {
         http_error(match e {
             ureq::Error::Timeout(_) => format!("no answer within {} s", HTTP_TIMEOUT.as_secs()),
             ureq::Error::Io(io) => format!("master unreachable: {io}"),
@@ -252,7 +272,7 @@ pub fn task_files(state: &Value, task: &str, master: SocketAddr) -> Result<TaskF
 /// the offset it starts at.
 pub fn read_file(agent_http: &str, path: &str, offset: u64) -> Result<(String, u64), ClientError> {
     let url = format!("http://{agent_http}/files/read");
-    let agent = http_agent(true);
+    let agent = http_agent();
     let http_error = |reason: String| ClientError::Http {
         url: format!("{url}?path={path}"),
         reason,
@@ -294,6 +314,14 @@ pub fn read_file(agent_http: &str, path: &str, offset: u64) -> Result<(String, u
 /// The master's `/state`: `{"agents": [...], "frameworks": [...], "tasks": [...]}`.
 pub fn status(http_addr: SocketAddr) -> Result<Value, ClientError> {
     get_json(http_addr, "/state")
+}
+
+/// Like [`status`], as `credential`'s principal when given.
+pub fn status_as(
+    http_addr: SocketAddr,
+    credential: Option<&Credential>,
+) -> Result<Value, ClientError> {
+    get_json_as(http_addr, "/state", credential)
 }
 
 /// Prints `state` as tables of agents, frameworks and tasks, or as pretty JSON with `json`.

@@ -2,7 +2,8 @@
 //! calls on the control stream; [`EventStream`] yields the events the master sends back.
 //!
 //! Wire contract: the framework opens one bidirectional stream (preamble `SchedulerControl`,
-//! then `Call` frames, SUBSCRIBE first); after SUBSCRIBE the master opens one unidirectional
+//! then `Call` frames, SUBSCRIBE first, or AUTHENTICATE then SUBSCRIBE where the master has
+//! a credentials file); after SUBSCRIBE the master opens one unidirectional
 //! stream (preamble `SchedulerEvents`, then `Event` frames, SUBSCRIBED first). A refusal is
 //! a connection close with an application code and a reason, which is reported verbatim.
 
@@ -20,6 +21,7 @@ use fleet_proto::task::{TaskInfo, TaskStatus};
 use fleet_proto::tls;
 use tokio::sync::Mutex;
 
+use crate::credential::Credential;
 use crate::error::ClientError;
 
 /// How long connecting (QUIC + TLS handshake) may take before a master counts as unreachable.
@@ -99,6 +101,19 @@ impl SchedulerClient {
         framework: FrameworkInfo,
         suppressed_roles: Vec<String>,
     ) -> Result<(SchedulerClient, EventStream), ClientError> {
+        Self::connect_as(master, framework, suppressed_roles, None).await
+    }
+
+    /// Like [`connect_with_suppressed`](Self::connect_with_suppressed), proving
+    /// `credential`'s principal first (AUTHENTICATE) when one is given, as a master with a
+    /// credentials file requires. A wrong secret comes back as [`ClientError::Refused`]
+    /// naming the principal.
+    pub async fn connect_as(
+        master: MasterEndpoint,
+        framework: FrameworkInfo,
+        suppressed_roles: Vec<String>,
+        credential: Option<&Credential>,
+    ) -> Result<(SchedulerClient, EventStream), ClientError> {
         let addr = master.addr;
         let endpoint = client_endpoint(&master)?;
         let connecting = endpoint
@@ -119,7 +134,7 @@ impl SchedulerClient {
         };
         let subscribed = tokio::time::timeout(
             SUBSCRIBE_TIMEOUT,
-            subscribe(addr, &connection, framework, suppressed_roles),
+            subscribe(addr, &connection, framework, suppressed_roles, credential),
         )
         .await;
         let (send, recv, events, framework_id, heartbeat_ms) = match subscribed {
@@ -415,6 +430,7 @@ async fn subscribe(
     connection: &quinn::Connection,
     framework: FrameworkInfo,
     suppressed_roles: Vec<String>,
+    credential: Option<&Credential>,
 ) -> Result<Subscribed, ClientError> {
     let (mut send, recv) = connection
         .open_bi()
@@ -424,6 +440,11 @@ async fn subscribe(
     stream::write_preamble(&mut send, StreamKind::SchedulerControl)
         .await
         .map_err(io)?;
+    if let Some(credential) = credential {
+        stream::write_message(&mut send, &credential.authenticate_call())
+            .await
+            .map_err(io)?;
+    }
     let call = Call::Subscribe {
         framework,
         suppressed_roles,

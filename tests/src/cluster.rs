@@ -21,6 +21,10 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub port: u16,
     pub cgroup_root: String,
+    /// The master address the agent is given.
+    pub agent_master: String,
+    /// What agents started before the current one printed.
+    past_agents: String,
 }
 
 fn fleet(args: &[&str], dir: &Path) -> Result<()> {
@@ -54,6 +58,15 @@ fn agent_command(dir: &Path, addr: &str, cgroup_root: &str) -> Command {
 impl Cluster {
     /// Starts a master with `master_flags` and one agent, and waits until it registered.
     pub fn start(master_flags: &[&str]) -> Result<Cluster> {
+        Self::start_with(master_flags, |addr| addr.to_owned())
+    }
+
+    /// Like [`start`](Self::start), with the agent given the master address that
+    /// `agent_master` makes of the real one (a proxy's, say).
+    pub fn start_with(
+        master_flags: &[&str],
+        agent_master: impl FnOnce(&str) -> String,
+    ) -> Result<Cluster> {
         let dir = tempfile::tempdir()?;
         let certs = dir.path().join("certs");
         let certs_arg = certs.to_string_lossy().into_owned();
@@ -83,9 +96,10 @@ impl Cluster {
         master.wait_for("fleet master: QUIC", Duration::from_secs(30))?;
         let cgroup_root = unique("fleet-test");
         let guard = CgroupGuard(cgroup_root.clone());
+        let agent_addr = agent_master(&addr);
         let agent = Process::spawn(
             "fleet agent",
-            &mut agent_command(dir.path(), &addr, &cgroup_root),
+            &mut agent_command(dir.path(), &agent_addr, &cgroup_root),
         )?;
         let mut cluster = Cluster {
             agent,
@@ -94,6 +108,8 @@ impl Cluster {
             dir,
             port,
             cgroup_root,
+            agent_master: agent_addr,
+            past_agents: String::new(),
         };
         if let Err(e) = cluster
             .master
@@ -111,9 +127,12 @@ impl Cluster {
     /// Starts the agent again (after it was killed or stopped) with the same work dir,
     /// certificates and cgroup root, plus `extra` flags; waits for its registration.
     pub fn restart_agent(&mut self, extra: &[&str]) -> Result<()> {
-        let mut cmd = agent_command(self.dir.path(), &self.addr(), &self.cgroup_root);
+        let mut cmd = agent_command(self.dir.path(), &self.agent_master, &self.cgroup_root);
         cmd.args(extra);
-        self.agent = Process::spawn("fleet agent", &mut cmd)?;
+        let previous = std::mem::replace(&mut self.agent, Process::spawn("fleet agent", &mut cmd)?);
+        let mut previous = previous;
+        self.past_agents.push_str(&previous.output());
+        self.past_agents.push('\n');
         if let Err(e) = self
             .agent
             .wait_for("fleet agent: running", Duration::from_secs(30))
@@ -179,8 +198,38 @@ impl Cluster {
         )
     }
 
+    /// Another `fleet agent` for this cluster's master, presenting `cert` and `key` and
+    /// trusting the master through `ca`; its work dir is `work_dir`, its cgroup root
+    /// `cgroup_root` (the caller cleans it up). Started, not awaited.
+    pub fn spawn_agent_as(
+        &self,
+        ca: &Path,
+        cert: &Path,
+        key: &Path,
+        work_dir: &Path,
+        cgroup_root: &str,
+    ) -> Result<Process> {
+        let mut cmd = Command::new(fleet_bin());
+        cmd.args(["agent", "--master", &self.addr(), "--work-dir"])
+            .arg(work_dir)
+            .arg("--ca")
+            .arg(ca)
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .args(["--cgroup-root", cgroup_root])
+            .args(["--http-listen", "127.0.0.1:0"]);
+        Process::spawn("second fleet agent", &mut cmd)
+    }
+
     /// What the master and the agent printed.
     pub fn logs(&mut self) -> String {
-        format!("{}\n{}", self.master.output(), self.agent.output())
+        format!(
+            "{}\n{}{}",
+            self.master.output(),
+            self.past_agents,
+            self.agent.output()
+        )
     }
 }

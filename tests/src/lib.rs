@@ -423,3 +423,139 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> Result<(u
         .unwrap_or_default();
     Ok((status, body))
 }
+
+/// A UDP relay on loopback between one client and `upstream`, which the test can cut and
+/// heal: a network partition between an agent and its master that this process controls.
+pub struct UdpRelay {
+    pub addr: std::net::SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Datagrams dropped while cut.
+    pub dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl UdpRelay {
+    pub fn start(upstream: std::net::SocketAddr) -> Result<UdpRelay> {
+        use std::net::UdpSocket;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let front = UdpSocket::bind("127.0.0.1:0")?;
+        let back = UdpSocket::bind("127.0.0.1:0")?;
+        back.connect(upstream)?;
+        let timeout = Some(Duration::from_millis(100));
+        front.set_read_timeout(timeout)?;
+        back.set_read_timeout(timeout)?;
+        let addr = front.local_addr()?;
+        let cut = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let client: Arc<std::sync::Mutex<Option<std::net::SocketAddr>>> = Arc::default();
+        let (front2, back2) = (front.try_clone()?, back.try_clone()?);
+        {
+            let (cut, stop, dropped, client) =
+                (cut.clone(), stop.clone(), dropped.clone(), client.clone());
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((n, from)) = front.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    *client.lock().unwrap_or_else(|e| e.into_inner()) = Some(from);
+                    if cut.load(Ordering::Relaxed) {
+                        dropped.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        let _ = back.send(&buf[..n]);
+                    }
+                }
+            });
+        }
+        {
+            let (cut, stop, dropped) = (cut.clone(), stop.clone(), dropped.clone());
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 65536];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(n) = back2.recv(&mut buf) else {
+                        continue;
+                    };
+                    let to = *client.lock().unwrap_or_else(|e| e.into_inner());
+                    match to {
+                        Some(_) if cut.load(Ordering::Relaxed) => {
+                            dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Some(to) => {
+                            let _ = front2.send_to(&buf[..n], to);
+                        }
+                        None => {}
+                    }
+                }
+            });
+        }
+        Ok(UdpRelay {
+            addr,
+            cut,
+            stop,
+            dropped,
+        })
+    }
+
+    /// Drops everything both ways until `heal`.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn heal(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for UdpRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// An HTTP answer with its header lines, for tests that look at more than the status.
+#[derive(Debug, Clone)]
+pub struct HttpAnswer {
+    pub status: u16,
+    /// The header lines as sent, `Name: value`, one a line.
+    pub headers: String,
+    pub body: String,
+}
+
+/// Like [`http`], with extra request headers (e.g. `("Authorization", "Bearer p:s")`).
+pub fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<HttpAnswer> {
+    use std::io::{Read as _, Write as _};
+    let mut stream =
+        std::net::TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         {extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("not an HTTP response: {response:?}"))?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let headers = head.lines().skip(1).collect::<Vec<_>>().join("\n");
+    Ok(HttpAnswer {
+        status,
+        headers,
+        body: body.to_owned(),
+    })
+}

@@ -118,3 +118,135 @@ pub async fn wait_state(
         }
     }
 }
+
+/// A framework run by a background task: every update is acknowledged and recorded in
+/// arrival order, offers are kept for the test to take (rescinded ones dropped).
+pub struct Driven {
+    pub client: std::sync::Arc<SchedulerClient>,
+    updates: std::sync::Arc<std::sync::Mutex<Vec<TaskStatus>>>,
+    offers: std::sync::Arc<std::sync::Mutex<Vec<Offer>>>,
+    errors: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Driven {
+    pub async fn connect(
+        endpoint: fleet_client::MasterEndpoint,
+        info: FrameworkInfo,
+    ) -> Result<Driven> {
+        let (client, mut events) = SchedulerClient::connect(endpoint, info).await?;
+        let client = std::sync::Arc::new(client);
+        let updates: std::sync::Arc<std::sync::Mutex<Vec<TaskStatus>>> = Default::default();
+        let offers: std::sync::Arc<std::sync::Mutex<Vec<Offer>>> = Default::default();
+        let errors: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let reader = {
+            let (client, updates, offers, errors) = (
+                client.clone(),
+                updates.clone(),
+                offers.clone(),
+                errors.clone(),
+            );
+            tokio::spawn(async move {
+                while let Some(event) = events.next().await {
+                    let event = match event {
+                        Ok(event) => event,
+                        Err(e) => {
+                            lock(&errors).push(e.to_string());
+                            return;
+                        }
+                    };
+                    match event {
+                        Event::Update { status } => {
+                            if let Err(e) = client.acknowledge(&status).await {
+                                lock(&errors).push(format!("acknowledge: {e}"));
+                            }
+                            lock(&updates).push(status);
+                        }
+                        Event::Offers { offers: new } => lock(&offers).extend(new),
+                        Event::Rescind { offer_id } => lock(&offers).retain(|o| o.id != offer_id),
+                        Event::Error { message, .. } => lock(&errors).push(message),
+                        _ => {}
+                    }
+                }
+            })
+        };
+        Ok(Driven {
+            client,
+            updates,
+            offers,
+            errors,
+            reader,
+        })
+    }
+
+    /// Takes every outstanding offer, waiting up to `timeout` for at least one.
+    pub async fn take_offers(&self, timeout: Duration) -> Result<Vec<Offer>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let taken = std::mem::take(&mut *lock(&self.offers));
+            if !taken.is_empty() {
+                return Ok(taken);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("no offer within {timeout:?}; errors: {:?}", self.errors());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every update received so far, in arrival order.
+    pub fn updates(&self) -> Vec<TaskStatus> {
+        lock(&self.updates).clone()
+    }
+
+    /// The latest update of each task.
+    pub fn latest(&self) -> std::collections::BTreeMap<TaskId, TaskStatus> {
+        let mut latest = std::collections::BTreeMap::new();
+        for status in lock(&self.updates).iter() {
+            latest.insert(status.task_id.clone(), status.clone());
+        }
+        latest
+    }
+
+    /// Errors the event stream reported.
+    pub fn errors(&self) -> Vec<String> {
+        lock(&self.errors).clone()
+    }
+
+    /// Waits until `done` holds for the latest updates, or fails after `timeout`.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&std::collections::BTreeMap<TaskId, TaskStatus>) -> bool,
+    ) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let latest = self.latest();
+            if done(&latest) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let states: Vec<String> = latest
+                    .iter()
+                    .map(|(id, s)| format!("{id}={}", s.state.name()))
+                    .collect();
+                bail!(
+                    "{what}: not within {timeout:?}; latest states {states:?}; errors {:?}",
+                    self.errors()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Driven {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -32,7 +32,7 @@ pub const STEP_BASE: i32 = 0x40;
 const STEP_SHIFT: u32 = 16;
 
 /// The set-up steps, for error messages; indexed by the step number.
-pub const STEPS: [&str; 7] = [
+pub const STEPS: [&str; 8] = [
     "unshare the PID and mount namespaces",
     "create the set-up pipes",
     "fork the namespace's init",
@@ -40,6 +40,7 @@ pub const STEPS: [&str; 7] = [
     "mount /proc for the new PID namespace",
     "remount a cgroup filesystem read-only",
     "drop CAP_SYS_ADMIN",
+    "create the exit record",
 ];
 
 /// The signals C and G pass on.
@@ -72,7 +73,7 @@ fn errno() -> i32 {
         .unwrap_or(libc::EIO)
 }
 
-fn step_error(step: i32, errno: i32) -> io::Error {
+pub(super) fn step_error(step: i32, errno: i32) -> io::Error {
     io::Error::from_raw_os_error(errno | ((STEP_BASE + step) << STEP_SHIFT))
 }
 

@@ -17,7 +17,9 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::cgroups::{ContainerCgroup, Layout};
 use crate::containerizer::spawn::{Outputs, Process, pidfd_open, spawn};
-use crate::containerizer::supervise::{ExitRecord, process_start_time, signal_group, wait_exit};
+use crate::containerizer::supervise::{
+    ExitRecord, process_parent, process_start_time, signal_group, wait_exit,
+};
 use crate::containerizer::{ContainerSpec, Termination};
 use crate::error::AgentError;
 
@@ -122,14 +124,6 @@ async fn start(
             .map_err(|source| AgentError::Sandbox { path, source })
     };
     let (stdout, stderr) = (open_log("stdout")?, open_log("stderr")?);
-    let exit_record = match &spec.runtime_dir {
-        Some(dir) => {
-            let path = ExitRecord::path(dir);
-            let created = std::fs::create_dir_all(dir).and_then(|()| File::create(&path));
-            Some(created.map_err(|source| AgentError::Sandbox { path, source })?)
-        }
-        None => None,
-    };
     if let (Some(hook), Some(id)) = (&ctx.hook, cgroup2_id) {
         hook(spec, id).map_err(|reason| AgentError::Hook {
             container_id: spec.container_id.clone(),
@@ -137,6 +131,17 @@ async fn start(
             reason,
         })?;
     }
+    // The child creates the record once inside its cgroups (see `adopt_container`).
+    let exit_record = match &spec.runtime_dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|source| AgentError::Sandbox {
+                path: dir.clone(),
+                source,
+            })?;
+            Some(ExitRecord::path(dir))
+        }
+        None => None,
+    };
     let outputs = Outputs {
         stdout,
         stderr,
@@ -281,11 +286,32 @@ fn reattach(adoption: &Adoption, cgroup: &ContainerCgroup) -> Option<OwnedFd> {
     (same && inside).then_some(pidfd)
 }
 
+/// The container's main process (C in `init.rs`) when the agent died before recording it:
+/// the one process in the cgroup whose parent is outside it.
+fn unrecorded_process(cgroup: &ContainerCgroup) -> Option<Adoption> {
+    let pids = cgroup.pids().ok()?;
+    let main = pids
+        .iter()
+        .copied()
+        .find(|pid| process_parent(*pid).is_ok_and(|parent| !pids.contains(&parent)))?;
+    let start_time = process_start_time(main).ok()?;
+    tracing::info!(
+        pid = main,
+        "found the process of a container the agent died starting"
+    );
+    Some(Adoption {
+        pid: main,
+        start_time,
+    })
+}
+
 /// Takes back a container that an agent launched before it restarted: if its process
 /// (`adoption`) still runs, it is supervised again (a `Started` event is sent first, with
 /// its cgroup2 id, after the hook has seen it again); if it ended while the agent was
 /// down, its exit record says how. A container with no recorded process was still
-/// starting when the agent died: whatever runs in its cgroups is killed and it fails.
+/// starting when the agent died: its process is found in its cgroup (the one whose parent
+/// is outside it) and adopted; if it never forked (no exit record yet), it is launched
+/// now; if it forked and ended without a record, it fails saying so.
 pub async fn adopt_container(
     spec: ContainerSpec,
     ctx: Rc<LaunchContext>,
@@ -295,12 +321,35 @@ pub async fn adopt_container(
 ) -> ContainerEvent {
     let container_id = spec.container_id.clone();
     let runtime_dir = spec.runtime_dir.as_deref();
-    let Some(adoption) = adoption else {
-        clean_up(&container_id, &cgroup).await;
-        return ContainerEvent::LaunchFailed {
-            container_id,
-            message: "the agent restarted while the container was starting; it was stopped".into(),
-        };
+    let adoption = match adoption.or_else(|| unrecorded_process(&cgroup)) {
+        Some(adoption) => adoption,
+        None => {
+            let record = runtime_dir.map(ExitRecord::path);
+            if record.as_ref().is_some_and(|r| !r.exists()) {
+                // Its child makes the exit record once inside the cgroups: nothing of it
+                // ran. Start it now, as the agent that died was about to.
+                clean_up(&container_id, &cgroup).await;
+                tracing::info!(
+                    container_id,
+                    "launching a container the agent died starting"
+                );
+                return run_container(spec, ctx, cgroup, kill).await;
+            }
+            clean_up(&container_id, &cgroup).await;
+            return match runtime_dir.map(ExitRecord::read) {
+                Some(Ok(Some(termination))) => ContainerEvent::Exited {
+                    container_id,
+                    termination,
+                    killed: false,
+                },
+                _ => ContainerEvent::LaunchFailed {
+                    container_id,
+                    message: "the agent restarted while the container was starting, and its \
+                              process ended without an exit status"
+                        .into(),
+                },
+            };
+        }
     };
     let Some(pidfd) = reattach(&adoption, &cgroup) else {
         let recorded = runtime_dir.map(ExitRecord::read).transpose();

@@ -6,7 +6,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -39,8 +39,10 @@ pub struct Outputs {
     /// The sandbox's `stdout` and `stderr` files, open for appending.
     pub stdout: File,
     pub stderr: File,
-    /// `<runtime_dir>/exit`, open for writing, where the process records how it ended.
-    pub exit_record: Option<File>,
+    /// `<runtime_dir>/exit`, where the process records how it ended. The child creates it
+    /// itself once it is inside its cgroups, so a restarted agent that finds no record
+    /// knows nothing of the container ever ran.
+    pub exit_record: Option<PathBuf>,
 }
 
 fn spawn_err(spec: &ContainerSpec, reason: impl ToString) -> AgentError {
@@ -111,6 +113,26 @@ fn join_cgroups_and_detach(procs_files: &[CString]) -> io::Result<()> {
     Ok(())
 }
 
+/// Creates the exit record in the child, inside its cgroups: close-on-exec, so C keeps it
+/// (it never execs) and the command does not see it. Only open(2).
+fn open_exit_record(path: &CString) -> io::Result<libc::c_int> {
+    // SAFETY: `path` is a valid NUL-terminated string; open is async-signal-safe.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
+    if fd < 0 {
+        let errno = io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
+        return Err(init::step_error(7, errno));
+    }
+    Ok(fd)
+}
+
 /// close_range(2) flag (Linux 5.11): set close-on-exec instead of closing.
 const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
 
@@ -145,21 +167,26 @@ pub fn spawn(
         stderr,
         exit_record,
     } = outputs;
-    // Opened close-on-exec: C keeps it (it never execs), the command does not see it.
-    let exit_fd = exit_record.as_ref().map_or(-1, |f| f.as_raw_fd());
+    let exit_record = exit_record
+        .map(|p| CString::new(p.as_os_str().as_bytes()))
+        .transpose()
+        .map_err(|e| spawn_err(spec, format!("exit record path with a NUL byte: {e}")))?;
     let mut cmd = command(spec);
     cmd.stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
-    // SAFETY: the closure only makes async-signal-safe calls (see join_cgroups_and_detach
-    // and init::enter).
+    // SAFETY: the closure only makes async-signal-safe calls (see join_cgroups_and_detach,
+    // open_exit_record and init::enter).
     unsafe {
         cmd.pre_exec(move || {
             join_cgroups_and_detach(&paths)?;
+            let exit_fd = match &exit_record {
+                Some(path) => open_exit_record(path)?,
+                None => -1,
+            };
             init::enter(&read_only, exit_fd)
         })
     };
     let spawned = cmd.spawn();
     drop(cmd);
-    drop(exit_record);
     let child = spawned.map_err(|e| match e.raw_os_error() {
         Some(code) if init::decode(code).is_some() => {
             let (step, errno) = init::decode(code).unwrap_or(("set up", libc::EIO));

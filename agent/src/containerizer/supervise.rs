@@ -112,17 +112,28 @@ impl ExitRecord {
 /// The start time of process `pid` (clock ticks after boot, field 22 of
 /// `/proc/<pid>/stat`): with the pid, it names one process for the life of the machine.
 pub fn process_start_time(pid: i32) -> io::Result<u64> {
+    // Field 22 is the 20th after the command name.
+    stat_field(pid, 19, "start time")
+}
+
+/// The parent of process `pid` (field 4 of `/proc/<pid>/stat`).
+pub fn process_parent(pid: i32) -> io::Result<i32> {
+    stat_field(pid, 1, "parent")
+}
+
+/// Field `index` (counted from the state, field 3) of `/proc/<pid>/stat`.
+fn stat_field<T: std::str::FromStr>(pid: i32, index: usize, what: &str) -> io::Result<T> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after
-    // the last ')'; field 22 is then the 20th.
+    // the last ')'.
     let rest = stat
         .rfind(')')
         .map(|i| &stat[i + 1..])
         .ok_or_else(|| io::Error::other(format!("/proc/{pid}/stat: no ')' in {stat:?}")))?;
     rest.split_whitespace()
-        .nth(19)
+        .nth(index)
         .and_then(|f| f.parse().ok())
-        .ok_or_else(|| io::Error::other(format!("/proc/{pid}/stat: no start time in {stat:?}")))
+        .ok_or_else(|| io::Error::other(format!("/proc/{pid}/stat: no {what} in {stat:?}")))
 }
 
 #[cfg(test)]
@@ -147,5 +158,7 @@ mod tests {
         assert_eq!(a, process_start_time(me).unwrap());
         assert!(a > 0);
         assert!(process_start_time(i32::MAX).is_err());
+        let parent = i32::try_from(std::os::unix::process::parent_id()).unwrap();
+        assert_eq!(process_parent(me).unwrap(), parent);
     }
 }

@@ -26,7 +26,13 @@ pub async fn run(opts: RunOptions, out: &mut impl Write) -> Result<i32, ClientEr
         addr: opts.master,
         ca_pem: opts.ca_pem.clone(),
     };
-    let (client, mut events) = SchedulerClient::connect(master, opts.framework_info()).await?;
+    let (client, mut events) = SchedulerClient::connect_as(
+        master,
+        opts.framework_info(),
+        Vec::new(),
+        opts.credential.as_ref(),
+    )
+    .await?;
     writeln!(
         out,
         "subscribed to master {} as framework {}",

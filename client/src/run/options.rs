@@ -11,6 +11,7 @@ use fleet_proto::messages::scheduler::{
 use fleet_proto::resources::{DEFAULT_ROLE, Resource, Resources, Scalar, check_role};
 use fleet_proto::task::{CommandInfo, TaskInfo};
 
+use crate::credential::Credential;
 use crate::error::ClientError;
 
 /// Options of a one-task run (the `fleet run` flags).
@@ -37,6 +38,9 @@ pub struct RunOptions {
     pub offer_timeout: Duration,
     /// Offer constraints, all of which an agent must meet (see [`parse_constraint`]).
     pub constraints: Vec<AttributeConstraint>,
+    /// The principal and secret to authenticate with (a master with a credentials file
+    /// requires them).
+    pub credential: Option<Credential>,
 }
 
 /// One `--constraint`: `NAME=VALUE` (equals), `NAME!=VALUE` (differs or is absent),
@@ -95,6 +99,7 @@ impl RunOptions {
             partition_aware: false,
             offer_timeout: Duration::from_secs(60),
             constraints: Vec::new(),
+            credential: None,
         }
     }
 

@@ -9,9 +9,9 @@ use fleet_proto::messages::agent::{
     AgentInfo, AgentMessage, ArchivedReport, ArchivedUsage, MasterMessage, RunningTask, Usage,
 };
 use fleet_proto::resources::Resources;
-use fleet_proto::task::{Reason, Source, TaskStatus};
+use fleet_proto::task::{Reason, Source, TaskState, TaskStatus};
 
-use super::records::{Agent, LastReport, Peer, Task};
+use super::records::{Agent, LastReport, Peer, Task, UnreachableAgent};
 use super::{ConnId, Master, Output};
 use crate::registry::RegistryOp;
 
@@ -106,9 +106,11 @@ impl Master {
         now: Instant,
         out: &mut Vec<Output>,
     ) {
-        if let Some(id) = requested
-            .filter(|id| self.agents.contains_key(id) || self.recovered_agents.contains_key(id))
-        {
+        if let Some(id) = requested.filter(|id| {
+            self.agents.contains_key(id)
+                || self.recovered_agents.contains_key(id)
+                || self.unreachable_agents.contains_key(id)
+        }) {
             return self.reregister_agent(conn, id, info, tasks, now, out);
         }
         let id = AgentId(random_id("A"));
@@ -190,17 +192,45 @@ impl Master {
             self.rescind_agent_offers(&id, true, out);
         }
         self.recovered_agents.remove(&id);
+        let unreachable = self.unreachable_agents.remove(&id);
         let agent = self
             .agents
             .entry(id.clone())
             .or_insert_with(|| Agent::new(id.clone(), info.clone(), conn, now));
+        let mut lost = BTreeSet::new();
+        if let Some(record) = unreachable {
+            // Back within the re-register timeout: its unreachable tasks are its again
+            // (those it no longer has are dropped below); the lost ones must stop.
+            tracing::info!(agent = %id, "unreachable agent came back");
+            for (framework_id, task_id) in &record.unreachable {
+                agent.add_task(framework_id, task_id);
+            }
+            lost = record.lost;
+            self.counters.agents_reachable_again += 1;
+        }
         agent.info = info;
         agent.conn = Some(conn);
         agent.disconnected_at = None;
         agent.last_seen = now;
         self.conns.insert(conn, Peer::Agent(id.clone()));
 
+        let (lost_tasks, reported): (Vec<RunningTask>, Vec<RunningTask>) = reported
+            .into_iter()
+            .partition(|t| lost.contains(&(t.framework.id.clone(), t.task.task_id.clone())));
         self.reconcile_agent_tasks(&id, reported, out);
+        // Reported TASK_LOST while the agent was unreachable: the framework was told they
+        // ended, so they must not run on.
+        for task in lost_tasks.iter().filter(|t| !t.state.is_terminal()) {
+            tracing::info!(agent = %id, task = %task.task.task_id, "killing a task reported lost while its agent was unreachable");
+            out.push(Output::ToAgent {
+                conn,
+                msg: MasterMessage::KillTask {
+                    framework_id: task.framework.id.clone(),
+                    task_id: task.task.task_id.clone(),
+                    grace_ms: None,
+                },
+            });
+        }
 
         let mut used: BTreeMap<FrameworkId, Resources> = BTreeMap::new();
         let mut total = Resources::new();
@@ -368,31 +398,35 @@ impl Master {
         &mut self,
         id: &AgentId,
         silent: bool,
-        _now: Instant,
+        now: Instant,
         out: &mut Vec<Output>,
     ) {
         let timeout = self.config.agent_timeout.as_secs_f64();
         let (reason, message) = if silent {
             (
                 Reason::AgentRemoved,
-                format!("agent {id} sent no report or message for {timeout}s and was removed"),
+                format!(
+                    "agent {id} sent no report or message for {timeout}s and was marked \
+                     unreachable"
+                ),
             )
         } else {
             (
                 Reason::AgentDisconnected,
-                format!("agent {id} stayed disconnected for {timeout}s and was removed"),
+                format!("agent {id} stayed disconnected for {timeout}s and was marked unreachable"),
             )
         };
-        self.remove_agent(id, reason, message, out);
+        self.mark_unreachable(id, reason, message, now, out);
     }
 
-    /// Removes an agent: its offers are rescinded, its tasks lost (unreachable for
-    /// partition-aware frameworks), its registry entry removed.
-    pub(super) fn remove_agent(
+    /// Like `remove_agent`, but the agent may still come back with its id and tasks for
+    /// `agent_reregister_timeout`: it stays in the registry meanwhile.
+    fn mark_unreachable(
         &mut self,
         id: &AgentId,
         reason: Reason,
         message: String,
+        now: Instant,
         out: &mut Vec<Output>,
     ) {
         tracing::warn!(agent = %id, "{message}");
@@ -404,8 +438,51 @@ impl Master {
         let Some(agent) = self.agents.remove(id) else {
             return;
         };
+        let mut record = UnreachableAgent {
+            since: now,
+            unreachable: BTreeSet::new(),
+            lost: BTreeSet::new(),
+        };
         for (framework_id, task_id) in &agent.tasks {
+            let aware = self
+                .frameworks
+                .get(framework_id)
+                .is_some_and(|f| f.partition_aware());
+            let live = self
+                .frameworks
+                .get(framework_id)
+                .and_then(|f| f.tasks.get(task_id))
+                .is_some_and(|t| !t.state.is_terminal());
             self.agent_task_lost(framework_id, task_id, reason, &message, out);
+            let key = (framework_id.clone(), task_id.clone());
+            match (live, aware) {
+                (true, true) => record.unreachable.insert(key),
+                (true, false) => record.lost.insert(key),
+                (false, _) => false,
+            };
+        }
+        self.unreachable_agents.insert(id.clone(), record);
+        self.counters.agents_unreachable += 1;
+    }
+
+    /// An unreachable agent did not re-register in time: it is removed, and its tasks
+    /// still unreachable are gone.
+    pub(super) fn unreachable_agent_gone(&mut self, id: &AgentId, out: &mut Vec<Output>) {
+        let Some(record) = self.unreachable_agents.remove(id) else {
+            return;
+        };
+        let timeout = self.config.agent_reregister_timeout.as_secs_f64();
+        let message = format!("agent {id} did not re-register within {timeout}s and was removed");
+        tracing::warn!(agent = %id, "{message}");
+        for (framework_id, task_id) in &record.unreachable {
+            self.master_transition(
+                framework_id,
+                task_id,
+                TaskState::Gone,
+                Reason::AgentRemoved,
+                message.clone(),
+                out,
+            );
         }
         self.registry_apply(RegistryOp::RemoveAgent { id: id.clone() });
         self.counters.agents_removed += 1;

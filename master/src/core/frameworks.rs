@@ -114,6 +114,8 @@ impl Master {
             Call::Teardown => {
                 self.remove_framework(id, "framework torn down (TEARDOWN)".to_owned(), out)
             }
+            // Answered by the shell's gate (`auth::FrameworkGate`), which never passes it on.
+            Call::Authenticate { .. } => {}
         }
     }
 

@@ -89,8 +89,12 @@ pub struct MasterConfig {
     /// How often a full allocation cycle runs (Mesos `--allocation_interval`).
     pub allocation_interval: Duration,
     /// How long an agent may be silent (connected) or gone (disconnected) before it is
-    /// removed and its tasks are lost (Mesos: 15 s pings x 5).
+    /// marked unreachable and its tasks are lost, or unreachable for partition-aware
+    /// frameworks (Mesos: `--agent_ping_timeout` 15 s x `--max_agent_ping_timeouts` 5).
     pub agent_timeout: Duration,
+    /// How long an unreachable agent may still re-register with its id and tasks; after
+    /// that it is removed and its tasks are gone.
+    pub agent_reregister_timeout: Duration,
     /// How often agents send reports; told to them at registration.
     pub report_interval: Duration,
     /// How often frameworks get a HEARTBEAT event.
@@ -118,6 +122,7 @@ impl Default for MasterConfig {
         Self {
             allocation_interval: Duration::from_secs(1),
             agent_timeout: Duration::from_secs(75),
+            agent_reregister_timeout: Duration::from_secs(600),
             report_interval: Duration::from_secs(1),
             heartbeat_interval: Duration::from_secs(15),
             offer_timeout: None,
@@ -150,6 +155,10 @@ pub struct Counters {
     pub agents_reregistered: u64,
     pub agents_refused: u64,
     pub agents_removed: u64,
+    /// Agents marked unreachable (silent or disconnected for `agent_timeout`).
+    pub agents_unreachable: u64,
+    /// Unreachable agents that re-registered in time.
+    pub agents_reachable_again: u64,
     pub frameworks_subscribed: u64,
     pub frameworks_removed: u64,
     pub allocation_cycles: u64,
@@ -214,6 +223,9 @@ pub struct Master {
     agents: BTreeMap<AgentId, Agent>,
     /// Admitted in the registry but not re-registered since this master started.
     recovered_agents: BTreeMap<AgentId, AgentInfo>,
+    /// Agents that went quiet for `agent_timeout`: they may still re-register within
+    /// `agent_reregister_timeout`.
+    unreachable_agents: BTreeMap<AgentId, records::UnreachableAgent>,
     frameworks: BTreeMap<FrameworkId, Framework>,
     /// Frameworks torn down or timed out: they may not subscribe again with their id.
     removed_frameworks: BTreeSet<FrameworkId>,
@@ -267,6 +279,7 @@ impl Master {
             conns: HashMap::new(),
             agents: BTreeMap::new(),
             recovered_agents: snapshot.agents,
+            unreachable_agents: BTreeMap::new(),
             frameworks: BTreeMap::new(),
             removed_frameworks: BTreeSet::new(),
             offers: BTreeMap::new(),
@@ -408,6 +421,17 @@ impl Master {
                 tracing::info!(agent = %id, "agent did not re-register after master start; removing it");
                 self.registry_apply(crate::registry::RegistryOp::RemoveAgent { id });
             }
+        }
+        let gone: Vec<AgentId> = self
+            .unreachable_agents
+            .iter()
+            .filter(|(_, a)| {
+                now.saturating_duration_since(a.since) >= self.config.agent_reregister_timeout
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            self.unreachable_agent_gone(&id, out);
         }
         self.expire_frameworks(now, out);
         self.expire_offers(now, out);

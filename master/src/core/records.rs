@@ -53,6 +53,16 @@ pub(crate) struct Agent {
     pub reports: u64,
 }
 
+/// An agent marked unreachable: what its re-registration needs to know.
+#[derive(Debug, Clone)]
+pub struct UnreachableAgent {
+    pub since: Instant,
+    /// Its tasks of partition-aware frameworks, now TASK_UNREACHABLE.
+    pub unreachable: BTreeSet<(FrameworkId, TaskId)>,
+    /// Its tasks reported TASK_LOST (other frameworks): they must not run on.
+    pub lost: BTreeSet<(FrameworkId, TaskId)>,
+}
+
 impl Agent {
     pub fn add_task(&mut self, framework: &FrameworkId, task: &TaskId) {
         self.tasks.insert((framework.clone(), task.clone()));

@@ -22,6 +22,8 @@ pub struct MasterState {
     pub completed_frameworks: Vec<FrameworkState>,
     /// Agents admitted before this master started that have not re-registered yet.
     pub recovered_agents: Vec<AgentId>,
+    /// Agents marked unreachable that may still re-register.
+    pub unreachable_agents: Vec<AgentId>,
     pub outstanding_offers: usize,
     pub shares: Shares,
     /// Allocator shards (`--shards`).
@@ -145,6 +147,7 @@ impl Master {
                 .collect(),
             completed_frameworks: self.completed_frameworks.iter().cloned().collect(),
             recovered_agents: self.recovered_agents.keys().cloned().collect(),
+            unreachable_agents: self.unreachable_agents.keys().cloned().collect(),
             outstanding_offers: self.offers.len(),
             shares,
             allocator_shards: self.allocator.count(),

@@ -233,6 +233,9 @@ impl Master {
         let state = match &agent_id {
             Some(agent) if self.agents.contains_key(agent) => Some(pick(TaskState::Gone)),
             Some(agent) if self.recovered_agents.contains_key(agent) => None,
+            Some(agent) if self.unreachable_agents.contains_key(agent) => {
+                Some(pick(TaskState::Unreachable))
+            }
             Some(_) => Some(pick(TaskState::Unknown)),
             None if !self.recovered_agents.is_empty() => None,
             None => Some(pick(TaskState::Unknown)),
@@ -296,7 +299,7 @@ impl Master {
 
     /// A state change decided by the master: the update is sent, resources of a task that
     /// ends are recovered, and a task that ends is completed at once (nothing to ack).
-    fn master_transition(
+    pub(super) fn master_transition(
         &mut self,
         framework_id: &FrameworkId,
         task_id: &TaskId,

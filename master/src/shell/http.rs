@@ -1,24 +1,29 @@
 //! The master's HTTP API on TCP: /health, /state (JSON), /metrics (Prometheus text) and
 //! the web UI at / (see `ui.rs`), served from snapshots of the state (see `snapshots.rs`)
-//! on a thread of its own.
+//! on a thread of its own. Every route but /health passes `http_auth`'s layer first.
 
-use axum::Router;
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router, middleware};
 use tokio::sync::watch;
 
 use super::driver::ShellEvent;
+use super::http_auth::{self, Caller};
 use super::operator::{self, Call};
 use super::snapshots::Snapshots;
+use crate::auth::Security;
 
 /// What the handlers share: the last snapshot, and the way to the core for changes.
 #[derive(Clone)]
 struct App {
     published: Snapshots,
     events: tokio::sync::mpsc::UnboundedSender<ShellEvent>,
+    security: Arc<Security>,
 }
 
 /// How long an operator change may wait for the core before the caller is told so.
@@ -28,6 +33,7 @@ pub(super) fn serve(
     listener: std::net::TcpListener,
     published: Snapshots,
     events: tokio::sync::mpsc::UnboundedSender<ShellEvent>,
+    security: Arc<Security>,
     mut stop: watch::Receiver<bool>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -60,8 +66,10 @@ pub(super) fn serve(
             .with_state(App {
                 published: published.clone(),
                 events,
+                security: security.clone(),
             })
-            .merge(super::ui::router(published));
+            .merge(super::ui::router(published))
+            .layer(middleware::from_fn_with_state(security, http_auth::layer));
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
@@ -91,7 +99,16 @@ async fn state(State(app): State<App>) -> Response {
 }
 
 /// POST /api/v1: one operator call (see `operator.rs`).
-async fn operator(State(app): State<App>, body: Bytes) -> Response {
+async fn operator(
+    State(app): State<App>,
+    Extension(Caller(principal)): Extension<Caller>,
+    body: Bytes,
+) -> Response {
+    for action in http_auth::operator_actions(&body) {
+        if let Err(refusal) = app.security.authorize(principal.as_deref(), action) {
+            return http_auth::refuse("/api/v1", refusal);
+        }
+    }
     let answer = match operator::parse(&body) {
         Err(refused) => refused,
         Ok(Call::Read(kind)) => {

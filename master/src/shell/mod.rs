@@ -8,6 +8,7 @@
 
 mod driver;
 mod http;
+mod http_auth;
 mod metrics;
 mod operator;
 mod quic;
@@ -22,6 +23,7 @@ use std::thread::JoinHandle;
 use fleet_proto::tls::CertifiedKey;
 use tokio::sync::{mpsc, watch};
 
+use crate::auth::Security;
 use crate::core::{Master, MasterConfig};
 use crate::registry::InMemoryRegistry;
 
@@ -41,6 +43,8 @@ pub struct ServerConfig {
     /// This master's certificate and key.
     pub identity: CertifiedKey,
     pub core: MasterConfig,
+    /// Credentials and ACLs for frameworks and HTTP callers (default: none required).
+    pub security: Arc<Security>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +143,9 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let (reports_tx, reports_rx) = mpsc::channel(driver::REPORT_QUEUE);
     let http_events = events_tx.clone();
+    tracing::info!("master security: {}", config.security.describe());
+    let quic_security = config.security.clone();
+    let http_security = config.security.clone();
 
     let shard_stop = stop_rx.clone();
     let shard = std::thread::Builder::new()
@@ -157,6 +164,7 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
                     endpoint.clone(),
                     events_tx,
                     reports_tx,
+                    quic_security,
                     shard_stop.clone(),
                 ));
                 driver::run(
@@ -177,7 +185,7 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
     let http_stop = stop_rx;
     let http = std::thread::Builder::new()
         .name("fleet-http".into())
-        .spawn(move || http::serve(tcp, http_snapshots, http_events, http_stop))
+        .spawn(move || http::serve(tcp, http_snapshots, http_events, http_security, http_stop))
         .map_err(|e| ServerError::Thread("http", e))?;
     tracing::info!("master HTTP on http://{http_addr}");
 

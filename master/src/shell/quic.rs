@@ -1,7 +1,8 @@
 //! The master's QUIC endpoint: accepts agent and framework connections (told apart by ALPN),
-//! checks each stream's preamble, reads frames and hands them to the driver, and writes
-//! what the driver sends back. Any protocol violation closes that one connection with a
-//! reason the peer can read; everyone else is unaffected.
+//! checks each stream's preamble, reads frames and hands them to the driver (a framework's
+//! calls through its `auth::FrameworkGate` first), and writes what the driver sends back.
+//! Any protocol violation closes that one connection with a reason the peer can read;
+//! everyone else is unaffected.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::driver::{Outgoing, ReportFrame, ShellEvent};
 use super::{ServerConfig, ServerError};
+use crate::auth::{FrameworkGate, Refusal, Security, Verdict};
 use crate::core::{ConnId, Input};
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -63,6 +65,7 @@ pub(super) async fn accept_loop(
     endpoint: quinn::Endpoint,
     events: mpsc::UnboundedSender<ShellEvent>,
     reports: mpsc::Sender<ReportFrame>,
+    security: Arc<Security>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -72,13 +75,28 @@ pub(super) async fn accept_loop(
         };
         let events = events.clone();
         let reports = reports.clone();
+        let security = security.clone();
         tokio::spawn(async move {
             let peer = incoming.remote_address();
             match incoming.await {
-                Ok(conn) => serve_connection(conn, events, reports).await,
-                Err(e) => tracing::warn!(%peer, "QUIC handshake failed: {e}"),
+                Ok(conn) => serve_connection(conn, events, reports, security).await,
+                Err(e) => tracing::warn!(%peer, "refused peer: {}", handshake_failure(&e)),
             }
         });
+    }
+}
+
+/// Why a handshake failed, in words an operator can act on: a client certificate that
+/// does not chain to the cluster CA is the usual case (an agent of another cluster, or
+/// certificates issued by another `fleet certs init`).
+fn handshake_failure(e: &quinn::ConnectionError) -> String {
+    let text = e.to_string();
+    if text.contains("UnknownIssuer") || text.contains("BadSignature") {
+        format!("TLS handshake failed: {text} (its certificate is not issued by this cluster's CA)")
+    } else if text.contains("invalid peer certificate") {
+        format!("TLS handshake failed: {text}")
+    } else {
+        format!("QUIC handshake failed: {text}")
     }
 }
 
@@ -90,6 +108,7 @@ async fn serve_connection(
     conn: quinn::Connection,
     events: mpsc::UnboundedSender<ShellEvent>,
     reports: mpsc::Sender<ReportFrame>,
+    security: Arc<Security>,
 ) {
     let peer = conn.remote_address();
     let alpn = conn
@@ -109,7 +128,7 @@ async fn serve_connection(
             }
             serve_agent(conn, events, reports).await;
         }
-        Some(ALPN_SCHEDULER) => serve_framework(conn, events).await,
+        Some(ALPN_SCHEDULER) => serve_framework(conn, events, security).await,
         other => {
             let name = other.map(String::from_utf8_lossy).unwrap_or_default();
             tracing::warn!(%peer, "refusing connection with unknown ALPN '{name}'");
@@ -287,7 +306,11 @@ async fn serve_agent(
     writer.abort();
 }
 
-async fn serve_framework(conn: quinn::Connection, events: mpsc::UnboundedSender<ShellEvent>) {
+async fn serve_framework(
+    conn: quinn::Connection,
+    events: mpsc::UnboundedSender<ShellEvent>,
+    security: Arc<Security>,
+) {
     let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     let peer = conn.remote_address().to_string();
     let (_control_send, mut recv) = match conn.accept_bi().await {
@@ -303,6 +326,8 @@ async fn serve_framework(conn: quinn::Connection, events: mpsc::UnboundedSender<
         return;
     }
     let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
+    // The gate's refusals go straight to the writer, ahead of the core.
+    let refusals = tx.clone();
     let _ = events.send(ShellEvent::Open {
         conn: id,
         tx,
@@ -347,11 +372,19 @@ async fn serve_framework(conn: quinn::Connection, events: mpsc::UnboundedSender<
         }
     });
 
+    let mut gate = FrameworkGate::new(security);
     let result = loop {
         match stream::read_message::<_, Call>(&mut recv, MAX_FRAME_LEN).await {
-            Ok(Some(call)) => {
-                let _ = events.send(ShellEvent::Input(Input::Framework { conn: id, call }));
-            }
+            Ok(Some(call)) => match gate.check(call) {
+                Verdict::Pass(call) => {
+                    let _ = events.send(ShellEvent::Input(Input::Framework { conn: id, call }));
+                }
+                Verdict::Answered => {}
+                Verdict::Refuse(refusal) => {
+                    refuse_framework(&conn, id, &events, &refusals, refusal, writer).await;
+                    return;
+                }
+            },
             Ok(None) => break None,
             Err(e) => break Some(e),
         }
@@ -368,4 +401,40 @@ async fn serve_framework(conn: quinn::Connection, events: mpsc::UnboundedSender<
     tokio::time::sleep(Duration::from_millis(20)).await;
     end_session(&conn, id, &events, what, result, false);
     writer.abort();
+}
+
+/// Ends a framework session the gate refused: a fatal ERROR saying why, then the close with
+/// the same reason, and the driver is told the connection is gone.
+async fn refuse_framework(
+    conn: &quinn::Connection,
+    id: ConnId,
+    events: &mpsc::UnboundedSender<ShellEvent>,
+    refusals: &mpsc::UnboundedSender<Outgoing>,
+    refusal: Refusal,
+    writer: tokio::task::JoinHandle<()>,
+) {
+    let message = refusal.to_string();
+    tracing::warn!(
+        peer = %conn.remote_address(),
+        conn = id,
+        principal = %refusal.principal(),
+        "framework refused: {}",
+        refusal.detail()
+    );
+    let _ = refusals.send(Outgoing::Framework(Box::new(Event::Error {
+        message: message.clone(),
+        fatal: true,
+    })));
+    // The writer finishes its stream after a fatal ERROR and returns.
+    if tokio::time::timeout(Duration::from_secs(1), writer)
+        .await
+        .is_err()
+    {
+        tracing::debug!(conn = id, "the refusal was not written within 1 s");
+    }
+    close_conn(conn, close::REFUSED, &message);
+    let _ = events.send(ShellEvent::Input(Input::FrameworkDisconnected {
+        conn: id,
+        reason: message,
+    }));
 }

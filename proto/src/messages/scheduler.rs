@@ -197,6 +197,24 @@ pub struct ReconcileTask {
     pub agent_id: Option<AgentId>,
 }
 
+/// A framework's secret. Its `Debug` shows no characters, so a logged call never leaks it.
+#[derive(
+    Clone,
+    PartialEq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
 /// Framework -> master.
 #[derive(
     Clone,
@@ -209,6 +227,14 @@ pub struct ReconcileTask {
     rkyv::Deserialize,
 )]
 pub enum Call {
+    /// Proves the framework's principal before SUBSCRIBE, as Mesos' scheduler driver
+    /// authenticates before it registers. Required when the master has a credentials file;
+    /// the master's connection layer answers it (a refusal is a fatal ERROR naming the
+    /// principal), the core never sees it.
+    Authenticate {
+        principal: String,
+        secret: Secret,
+    },
     Subscribe {
         framework: FrameworkInfo,
         suppressed_roles: Vec<String>,
@@ -250,6 +276,7 @@ impl Call {
     /// The Mesos name of the call, for logs and errors.
     pub fn name(&self) -> &'static str {
         match self {
+            Call::Authenticate { .. } => "AUTHENTICATE",
             Call::Subscribe { .. } => "SUBSCRIBE",
             Call::Accept { .. } => "ACCEPT",
             Call::Decline { .. } => "DECLINE",
@@ -329,5 +356,27 @@ impl Event {
             Event::Heartbeat => "HEARTBEAT",
             Event::Error { .. } => "ERROR",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_logged_authenticate_call_hides_the_secret() {
+        let call = Call::Authenticate {
+            principal: "web".into(),
+            secret: Secret("hunter2".into()),
+        };
+        let shown = format!("{call:?}");
+        assert!(
+            shown.contains("web") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+        let mut decoder = crate::frame::FrameDecoder::new(crate::frame::MAX_FRAME_LEN);
+        decoder.push(&crate::frame::encode(&call).unwrap());
+        let body = decoder.next_frame().unwrap().unwrap();
+        assert_eq!(crate::frame::decode::<Call>(&body).unwrap(), call);
     }
 }

@@ -48,7 +48,118 @@ fn disconnected_agent_times_out_and_its_tasks_are_lost() {
     let state = sim.master.state();
     assert!(state.agents.is_empty());
     assert!(state.tasks.is_empty());
+    assert_eq!(state.unreachable_agents, vec![agent.clone()]);
+    assert_eq!(state.counters.agents_unreachable, 1);
+    // Removed for good only after the re-register timeout.
+    sim.advance(Duration::from_secs(600));
+    let state = sim.master.state();
+    assert!(state.unreachable_agents.is_empty());
     assert_eq!(state.counters.agents_removed, 1);
+}
+
+fn running_on(fw: &FrameworkId, agent: &AgentId, id: &str) -> RunningTask {
+    RunningTask {
+        framework: AgentFramework {
+            id: fw.clone(),
+            name: "f".into(),
+            user: "root".into(),
+        },
+        task: task(id, agent, "cpus:1;mem:512"),
+        state: TaskState::Running,
+    }
+}
+
+#[test]
+fn an_unreachable_agent_that_comes_back_in_time_gets_its_tasks_back() {
+    let mut sim = Sim::new();
+    let (aconn, agent, fconn, fw) = running_task(&mut sim, true);
+    disconnect_agent(&mut sim, aconn);
+    let out = sim.advance(Duration::from_secs(75));
+    assert_eq!(updates(&out, fconn)[0].state, TaskState::Unreachable);
+    sim.advance(Duration::from_secs(300));
+    let info = Sim::agent_info("h1", "cpus:4;mem:4096");
+    let conn = sim.conn();
+    sim.input(Input::AgentConnected {
+        conn,
+        peer: "sim".into(),
+    });
+    let out = sim.agent_says(
+        conn,
+        AgentMessage::Register {
+            agent_id: Some(agent.clone()),
+            info,
+            tasks: vec![running_on(&fw, &agent, "t1")],
+        },
+    );
+    // The same agent, its task running again, and the framework told so.
+    let ups = updates(&out, fconn);
+    assert_eq!(ups.len(), 1, "{out:?}");
+    assert_eq!(ups[0].state, TaskState::Running);
+    let state = sim.master.state();
+    assert_eq!(state.agents.len(), 1);
+    assert_eq!(state.agents[0].id, agent);
+    assert_eq!(state.agents[0].used, res("cpus:1;mem:512"));
+    assert!(state.unreachable_agents.is_empty());
+    assert_eq!(state.tasks[0].state, TaskState::Running);
+    assert_eq!(state.counters.agents_reachable_again, 1);
+    assert!(
+        !to_agent(&out, conn)
+            .iter()
+            .any(|m| matches!(m, MasterMessage::KillTask { .. })),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn tasks_reported_lost_while_their_agent_was_unreachable_are_killed_when_it_returns() {
+    let mut sim = Sim::new();
+    let (aconn, agent, fconn, fw) = running_task(&mut sim, false);
+    disconnect_agent(&mut sim, aconn);
+    let out = sim.advance(Duration::from_secs(75));
+    assert_eq!(updates(&out, fconn)[0].state, TaskState::Lost);
+    let conn = sim.conn();
+    sim.input(Input::AgentConnected {
+        conn,
+        peer: "sim".into(),
+    });
+    let out = sim.agent_says(
+        conn,
+        AgentMessage::Register {
+            agent_id: Some(agent.clone()),
+            info: Sim::agent_info("h1", "cpus:4;mem:4096"),
+            tasks: vec![running_on(&fw, &agent, "t1")],
+        },
+    );
+    let kills: Vec<_> = to_agent(&out, conn)
+        .into_iter()
+        .filter(|m| matches!(m, MasterMessage::KillTask { .. }))
+        .collect();
+    assert_eq!(kills.len(), 1, "{out:?}");
+    assert!(
+        updates(&out, fconn).is_empty(),
+        "no news for a task already lost"
+    );
+    assert_eq!(sim.master.state().agents[0].id, agent);
+}
+
+#[test]
+fn an_unreachable_agent_past_the_reregister_timeout_is_gone_with_its_tasks() {
+    let mut sim = Sim::new();
+    let (aconn, agent, fconn, _fw) = running_task(&mut sim, true);
+    disconnect_agent(&mut sim, aconn);
+    sim.advance(Duration::from_secs(75));
+    let out = sim.advance(Duration::from_secs(600));
+    let ups = updates(&out, fconn);
+    assert_eq!(ups.len(), 1, "{out:?}");
+    assert_eq!(ups[0].state, TaskState::Gone);
+    // Too late: it registers as a new agent and its old task is killed.
+    let (conn, id) = sim.register_agent(
+        Some(agent.clone()),
+        Sim::agent_info("h1", "cpus:4;mem:4096"),
+        vec![],
+    );
+    assert_ne!(id, agent);
+    let _ = conn;
 }
 
 #[test]
