@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use fleet_tests::cluster::Cluster;
 use fleet_tests::{cgroups, http, wait_until};
 
@@ -209,5 +209,53 @@ fn ended_while_down(cluster: &mut Cluster) -> Result<()> {
                 .then_some(()))
         },
     )?;
+    Ok(())
+}
+
+/// The first agent id (`A-` and hex digits) in a log line.
+fn agent_id_in(line: &str) -> Option<String> {
+    let start = line.find("A-")?;
+    let id: String = line[start + 2..]
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect();
+    (!id.is_empty()).then(|| format!("A-{id}"))
+}
+
+#[test]
+fn recover_cleanup_kills_what_the_previous_run_left_and_starts_a_new_agent() -> Result<()> {
+    let mut cluster = Cluster::start(&["--agent-timeout", AGENT_TIMEOUT])?;
+    let result = cleanup(&mut cluster);
+    result.with_context(|| cluster.logs())
+}
+
+fn cleanup(cluster: &mut Cluster) -> Result<()> {
+    let first = cluster
+        .master
+        .wait_for("agent registered", Duration::from_secs(5))?;
+    let mut run = cluster.spawn_run(&["--", "sh", "-c", "sleep 600; true"])?;
+    run.wait_for("TASK_RUNNING", Duration::from_secs(30))?;
+    let pids = task_pids(&cluster.cgroup_root, "sleep 600; true")?;
+    cluster.agent.kill_hard();
+    cluster.restart_agent(&["--recover", "cleanup"])?;
+    wait_until(Duration::from_secs(15), "the old task's processes to end", || {
+        Ok(pids.iter().all(|p| !cgroups::alive(*p)).then_some(()))
+    })?;
+    wait_until(Duration::from_secs(15), "the old container cgroup to go", || {
+        Ok(cgroups::containers(&cluster.cgroup_root)
+            .is_empty()
+            .then_some(()))
+    })?;
+    // A new agent: another id than the first registration's.
+    let line = cluster
+        .agent
+        .wait_for("registered with master", Duration::from_secs(30))?;
+    let old_id = agent_id_in(&first).context("no agent id in the first registration")?;
+    let new_id = agent_id_in(&line).context("no agent id in the new registration")?;
+    ensure!(
+        new_id != old_id,
+        "the cleaned-up agent registered with its old id {old_id}"
+    );
+    run.stop(Duration::from_secs(5));
     Ok(())
 }
