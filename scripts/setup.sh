@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a machine to build and test Fleet: the pinned stable toolchain, the pinned
-# nightly (with rust-src) that builds the eBPF programs in ebpf/, and bpf-linker.
+# nightly (with rust-src) that builds the eBPF programs in ebpf/, bpf-linker, and cargo-deb
+# (scripts/deb.sh, tests/tests/package.rs).
 # Idempotent: each step checks first and does nothing when its part is already there.
 #
 # Pins are read from rust-toolchain.toml (stable) and ebpf/rust-toolchain.toml (nightly),
@@ -39,7 +40,8 @@ apt_ensure() {
 
 command -v rustup >/dev/null || die "rustup not found on PATH ($cargo_home/bin); install rustup first"
 # chromium: tests/tests/web_ui.rs renders the master's web UI in headless Chromium.
-apt_ensure gcc libc6-dev pkg-config chromium
+# dpkg-dev: dpkg-shlibdeps, which cargo-deb runs to compute the package's Depends.
+apt_ensure gcc libc6-dev pkg-config chromium dpkg-dev
 
 # 1. The pinned stable toolchain, with the components the workspace uses.
 stable="$(toolchain_channel "$root/rust-toolchain.toml")"
@@ -89,6 +91,16 @@ else
     LLVM_PREFIX="$prefix" cargo "+$stable" install --quiet --locked --force bpf-linker
     linker_ok || die "bpf-linker was installed but does not load $prefix/lib/libLLVM.so"
     say "bpf-linker: installed ($(bpf-linker --version | head -n1))"
+fi
+
+# 4. cargo-deb, which builds the .deb (scripts/deb.sh) and packages the debug binary in
+#    tests/tests/package.rs.
+if cargo "+$stable" deb --version >/dev/null 2>&1; then
+    say "cargo-deb: present ($(cargo "+$stable" deb --version 2>/dev/null | head -n1))"
+else
+    say "cargo-deb: installing (about two minutes)"
+    cargo "+$stable" install --quiet --locked cargo-deb
+    say "cargo-deb: installed ($(cargo "+$stable" deb --version | head -n1))"
 fi
 
 say "done in $((SECONDS - start)) s"

@@ -47,7 +47,7 @@ fn units_pass_systemd_analyze_verify() -> Result<()> {
         .context("no systemd unit tree (sysinit.target) under /usr/lib or /lib")?;
     let root = tempfile::tempdir()?;
     copy_dir(system_units, &root.path().join("usr/lib/systemd/system"))?;
-    let bin = root.path().join("usr/local/bin");
+    let bin = root.path().join("usr/bin");
     std::fs::create_dir_all(&bin)?;
     std::fs::copy(fleet_bin(), bin.join("fleet"))?;
     let units = root.path().join("etc/systemd/system");

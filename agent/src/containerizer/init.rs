@@ -365,7 +365,9 @@ pub unsafe fn enter(read_only: &[CString], exit_record: libc::c_int) -> io::Resu
             return Err(io::Error::from_raw_os_error(i32::from_ne_bytes(code)));
         }
         // P has started (or exec'd already): from here on C only mirrors it. Closing the
-        // rest (std's own exec-error pipe among them) lets the agent's spawn return.
+        // rest (std's own exec-error pipe among them) lets the agent's spawn return. Its
+        // name says what it is in `ps` and `top` (it is a copy of the agent otherwise).
+        libc::prctl(libc::PR_SET_NAME, c"fleet-task".as_ptr(), 0, 0, 0);
         install_forwarding(g);
         close_all_except([status[0], exit_record]);
         let waited = wait_for(g);
