@@ -349,6 +349,10 @@ async fn session(
     };
     reader.abort();
     if matches!(end, SessionEnd::Stop) {
+        // The last updates (a stopping agent's TASK_KILLED) reach the master before the
+        // connection closes: closing at once would drop what is still unsent.
+        let _ = send.finish();
+        let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
         conn.close(
             quinn::VarInt::from_u32(frame::close::SHUTDOWN),
             b"agent stopping",

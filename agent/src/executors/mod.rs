@@ -75,6 +75,11 @@ pub struct Executors {
     cgroup_root: String,
 }
 
+/// How long a usage query waits for each executor.
+const USAGE_WAIT: Duration = Duration::from_secs(2);
+/// The longest a checkpoint write may take before its caller gives up waiting.
+const CHECKPOINT_WAIT: Duration = Duration::from_secs(30);
+
 fn online_cpus() -> usize {
     // SAFETY: sysconf only reads a system value.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
@@ -184,7 +189,17 @@ impl Executors {
                 reply,
             })
             .map_err(|_| stopped())?;
-        answer.recv_async().await.map_err(|_| stopped())?
+        // Never wait forever: a write stuck this long is reported, and the caller goes on.
+        match tokio::time::timeout(CHECKPOINT_WAIT, answer.recv_async()).await {
+            Ok(answer) => answer.map_err(|_| stopped())?,
+            Err(_) => Err(CheckpointError::Io {
+                op: "write",
+                path: checkpoint.root().to_owned(),
+                source: std::io::Error::other(format!(
+                    "no answer from the executor within {CHECKPOINT_WAIT:?}"
+                )),
+            }),
+        }
     }
 
     fn place(
@@ -278,7 +293,10 @@ impl Executors {
         }
         let mut all = Vec::new();
         for answer in answers {
-            all.extend(answer.recv_async().await.unwrap_or_default());
+            // An executor that stopped (agent shutting down) never answers: do not wait.
+            if let Ok(Ok(usage)) = tokio::time::timeout(USAGE_WAIT, answer.recv_async()).await {
+                all.extend(usage);
+            }
         }
         all
     }

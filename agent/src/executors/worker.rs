@@ -75,8 +75,47 @@ pub(crate) async fn serve(
     placement: Placement,
 ) {
     let containers: Containers = Rc::default();
-    while let Ok(command) = commands.recv_async().await {
+    // Checkpoint writes under way: a shutdown waits for them, so none is cut off with
+    // its caller still waiting for the answer.
+    let writing: Rc<std::cell::Cell<usize>> = Rc::default();
+    // Set by a Shutdown: commands are still served (the last checkpoint writes and usage
+    // queries of the link) until every container has ended and every write is done.
+    let mut stopping: Option<flume::Sender<()>> = None;
+    loop {
+        let command = match &stopping {
+            Some(reply) => {
+                if containers.borrow().is_empty() && writing.get() == 0 {
+                    // Whatever is still queued is dropped with its reply channel, so its
+                    // sender hears at once that nobody will answer.
+                    while commands.try_recv().is_ok() {}
+                    let _ = reply.send(());
+                    return;
+                }
+                match commands.try_recv() {
+                    Ok(command) => command,
+                    Err(flume::TryRecvError::Empty) => {
+                        glommio::timer::sleep(SHUTDOWN_POLL).await;
+                        continue;
+                    }
+                    Err(flume::TryRecvError::Disconnected) => return,
+                }
+            }
+            None => match commands.recv_async().await {
+                Ok(command) => command,
+                Err(_) => return,
+            },
+        };
         match command {
+            // Nothing new starts once the executor is stopping.
+            Command::Launch(spec) | Command::Adopt { spec, .. } if stopping.is_some() => {
+                forget(&placement, &spec.container_id);
+                let _ = ctx
+                    .events
+                    .send(crate::containerizer::ContainerEvent::LaunchFailed {
+                        container_id: spec.container_id.clone(),
+                        message: "the agent is stopping".into(),
+                    });
+            }
             Command::Launch(spec) => launch(*spec, None, &ctx, &containers, &placement),
             Command::Adopt { spec, adoption } => {
                 launch(*spec, Some(adoption), &ctx, &containers, &placement)
@@ -87,6 +126,8 @@ pub(crate) async fn serve(
                 writes,
                 reply,
             } => {
+                writing.set(writing.get() + 1);
+                let writing = writing.clone();
                 glommio::spawn_local(async move {
                     let mut result = Ok(());
                     if let Some(agent) = agent {
@@ -96,6 +137,7 @@ pub(crate) async fn serve(
                         result = checkpoint.apply(writes).await;
                     }
                     let _ = reply.send(result);
+                    writing.set(writing.get() - 1);
                 })
                 .detach();
             }
@@ -130,11 +172,7 @@ pub(crate) async fn serve(
                         let _ = kill.send(KillRequest { grace });
                     }
                 }
-                while !containers.borrow().is_empty() {
-                    glommio::timer::sleep(SHUTDOWN_POLL).await;
-                }
-                let _ = reply.send(());
-                return;
+                stopping = Some(reply);
             }
         }
     }
