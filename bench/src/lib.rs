@@ -11,6 +11,7 @@ pub mod master_process;
 pub mod measure;
 pub mod mesos_drf;
 pub mod offer_rate;
+pub mod raft_bench;
 pub mod ratios;
 pub mod report_rate;
 pub mod reports;

@@ -1,7 +1,8 @@
 //! `fleet bench`: the benches a performance engineer runs against a baseline measured in
-//! the same run. `usage` (eBPF disk accounting against du) and `allocator` (Fleet's
-//! allocator against the Mesos-algorithm baseline); both print a table, `--json` prints
-//! the figures as JSON instead.
+//! the same run. `usage` (eBPF disk accounting against du), `allocator` (Fleet's
+//! allocator against the Mesos-algorithm baseline), `reports`, `offers` and `raft`
+//! (registry writes through fleet-raft against one fsync per entry); each prints a table,
+//! `--json` prints the figures as JSON instead.
 
 use std::path::PathBuf;
 
@@ -9,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use fleet_bench::allocator_grid::{self, GridOptions};
 use fleet_bench::offer_rate::{self, OfferOptions};
+use fleet_bench::raft_bench::{self, ProposerConfig, RaftOptions};
 use fleet_bench::report_rate::{self, ReportOptions};
 use fleet_bench::sim::Workload;
 use fleet_bench::usage::{self, UsageOptions};
@@ -30,6 +32,41 @@ enum Bench {
     Reports(ReportsArgs),
     /// Placements end to end: a real master, simulated agents and frameworks over QUIC.
     Offers(OffersArgs),
+    /// Registry writes through fleet-raft nodes (1 and 3, WAL fsync on), against one
+    /// fsync per entry without batching or group commit.
+    Raft(RaftArgs),
+}
+
+#[derive(Args)]
+struct RaftArgs {
+    /// Writes in each Fleet run.
+    #[arg(long, default_value_t = 100_000)]
+    writes: u64,
+    /// Writes in each baseline run (it is much slower).
+    #[arg(long, default_value_t = 10_000)]
+    baseline_writes: u64,
+    /// Concurrent clients, each waiting for its write before the next.
+    #[arg(long, default_value_t = 128)]
+    clients: usize,
+    /// Cluster sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1, 3])]
+    nodes: Vec<usize>,
+    /// Where the nodes' WAL directories go (a real disk: fsync is measured); default: the
+    /// system's temporary directory.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Ops in one log entry, at most.
+    #[arg(long, default_value_t = ProposerConfig::default().max_batch)]
+    max_batch: usize,
+    /// Entries in flight, at most.
+    #[arg(long, default_value_t = ProposerConfig::default().max_in_flight)]
+    in_flight: usize,
+    /// Also run WAL group commit without the proposer (one op per entry).
+    #[arg(long)]
+    unbatched: bool,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -156,6 +193,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Bench::Allocator(args) => run_allocator(args),
         Bench::Reports(args) => run_reports(args),
         Bench::Offers(args) => run_offers(args),
+        Bench::Raft(args) => run_raft(args),
     }
 }
 
@@ -185,6 +223,30 @@ fn master_bin(given: Option<PathBuf>) -> Result<PathBuf> {
         Some(path) => Ok(path),
         None => std::env::current_exe().context("the path of this fleet binary"),
     }
+}
+
+fn run_raft(args: RaftArgs) -> Result<()> {
+    if args.max_batch == 0 || args.in_flight == 0 {
+        bail!("--max-batch and --in-flight must be at least 1");
+    }
+    let options = RaftOptions {
+        writes: args.writes,
+        baseline_writes: args.baseline_writes,
+        clients: args.clients,
+        nodes: args.nodes,
+        dir: args.dir.unwrap_or_else(std::env::temp_dir),
+        proposer: ProposerConfig {
+            max_batch: args.max_batch,
+            max_in_flight: args.in_flight,
+            ..ProposerConfig::default()
+        },
+        unbatched: args.unbatched,
+    };
+    run_with_bar(
+        args.json,
+        |progress| raft_bench::run(&options, progress),
+        raft_bench::table,
+    )
 }
 
 fn run_offers(args: OffersArgs) -> Result<()> {

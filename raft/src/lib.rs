@@ -32,6 +32,7 @@
 #![allow(clippy::result_large_err)]
 
 mod apply;
+pub mod batch;
 pub mod codec;
 mod error;
 mod log_store;
@@ -43,6 +44,7 @@ pub mod testing;
 mod types;
 
 pub use apply::Apply;
+pub use batch::{Batched, PendingOp, ProposeError, Proposer, ProposerConfig, ProposerStats};
 pub use error::NodeError;
 pub use log_store::{COMMITTED_SAVE_INTERVAL, LogReader, LogStore};
 pub use network::{InProcessNetwork, RaftRequest, RaftResponse, Transport, TransportError};

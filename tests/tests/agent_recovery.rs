@@ -238,14 +238,20 @@ fn cleanup(cluster: &mut Cluster) -> Result<()> {
     let pids = task_pids(&cluster.cgroup_root, "sleep 600; true")?;
     cluster.agent.kill_hard();
     cluster.restart_agent(&["--recover", "cleanup"])?;
-    wait_until(Duration::from_secs(15), "the old task's processes to end", || {
-        Ok(pids.iter().all(|p| !cgroups::alive(*p)).then_some(()))
-    })?;
-    wait_until(Duration::from_secs(15), "the old container cgroup to go", || {
-        Ok(cgroups::containers(&cluster.cgroup_root)
-            .is_empty()
-            .then_some(()))
-    })?;
+    wait_until(
+        Duration::from_secs(15),
+        "the old task's processes to end",
+        || Ok(pids.iter().all(|p| !cgroups::alive(*p)).then_some(())),
+    )?;
+    wait_until(
+        Duration::from_secs(15),
+        "the old container cgroup to go",
+        || {
+            Ok(cgroups::containers(&cluster.cgroup_root)
+                .is_empty()
+                .then_some(()))
+        },
+    )?;
     // A new agent: another id than the first registration's.
     let line = cluster
         .agent

@@ -1,5 +1,6 @@
-//! `fleet bench usage`, `allocator` and `reports` through the real binary, with tiny
-//! parameters: they run, print their ratio lines, and `--json` parses with the figures.
+//! `fleet bench usage`, `allocator`, `reports`, `offers` and `raft` through the real
+//! binary, with tiny parameters: they run, print their ratio lines, and `--json` parses
+//! with the figures.
 
 use std::process::Command;
 use std::time::Duration;
@@ -176,5 +177,61 @@ fn bench_offers_places_tasks_end_to_end_and_paces_at_half_load() -> Result<()> {
         latency["p99_us"].as_f64() >= latency["p50_us"].as_f64(),
         "{r:#}"
     );
+    Ok(())
+}
+
+#[test]
+fn bench_raft_writes_through_one_and_three_nodes_against_the_baseline() -> Result<()> {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
+    let work = dir.path().display().to_string();
+    let small = [
+        "--log",
+        "warn",
+        "bench",
+        "raft",
+        "--writes",
+        "2000",
+        "--baseline-writes",
+        "200",
+        "--clients",
+        "16",
+        "--dir",
+        &work,
+    ];
+    let table = fleet(&small)?;
+    assert!(table.contains("writes/s, Fleet / baseline:"), "{table}");
+    assert!(table.contains("transport in-process"), "{table}");
+    let mut json_args = small.to_vec();
+    json_args.push("--json");
+    let r: Value = serde_json::from_str(&fleet(&json_args)?)?;
+    let runs = r["runs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(runs.len(), 4, "1 and 3 nodes, Fleet and baseline: {r:#}");
+    for run in &runs {
+        assert!(
+            run["writes_per_second"].as_f64().unwrap_or(0.0) > 0.0,
+            "{r:#}"
+        );
+        assert!(
+            run["latency"]["p99_us"].as_u64() >= run["latency"]["p50_us"].as_u64(),
+            "{r:#}"
+        );
+        let writes_per_fsync = run["writes_per_fsync"].as_f64().unwrap_or(0.0);
+        if run["mode"] == "baseline" {
+            // One op per entry, one fsync per entry.
+            assert!(
+                run["fsyncs_per_entry"].as_f64().unwrap_or(0.0) >= 1.0,
+                "{r:#}"
+            );
+            assert!(writes_per_fsync <= 1.0, "{r:#}");
+        } else {
+            // Sixteen clients share entries.
+            assert!(writes_per_fsync > 2.0, "{r:#}");
+        }
+    }
+    let ratios = r["ratios"].as_array().cloned().unwrap_or_default();
+    assert_eq!(ratios.len(), 2, "{r:#}");
+    assert!(r["disk"]["p50_us"].as_u64().is_some(), "{r:#}");
+    // Every node's directory is gone.
+    assert_eq!(std::fs::read_dir(dir.path())?.count(), 0);
     Ok(())
 }
