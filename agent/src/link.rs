@@ -48,6 +48,15 @@ pub enum LinkError {
     },
     #[error("link to master at {addr} lost: {reason}")]
     Lost { addr: SocketAddr, reason: String },
+    /// The master does not lead the replicated masters; `leader` is where it said to go.
+    #[error("master at {addr} is not the leader{}", match leader {
+        Some(l) => format!("; the leader is {l}"),
+        None => "; no leader is elected yet".to_owned(),
+    })]
+    NotLeader {
+        addr: SocketAddr,
+        leader: Option<SocketAddr>,
+    },
     #[error("invalid TLS set-up: {0}")]
     Tls(String),
 }
@@ -86,16 +95,36 @@ pub(crate) async fn run(config: LinkConfig, mut parts: Parts, mut stop: watch::R
             return;
         }
     };
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = FIRST_BACKOFF;
     let mut next_master = 0usize;
+    // Where a follower said the leader is: tried next, before the list.
+    let mut leader: Option<SocketAddr> = None;
     loop {
-        let addr = config.masters[next_master % config.masters.len()];
+        let addr = leader
+            .take()
+            .unwrap_or(config.masters[next_master % config.masters.len()]);
         match session(&endpoint, addr, &config, &mut parts, &mut stop).await {
             SessionEnd::Stop => break,
             SessionEnd::Failed(e) => {
+                // A session that registered was a working link: start backing off anew.
+                if parts.registered.borrow().is_some() {
+                    backoff = FIRST_BACKOFF;
+                }
                 let _ = parts.registered.send(None);
                 parts.monitor.link_failed();
-                tracing::warn!("{e}; retrying in {backoff:?}");
+                match e {
+                    // Sent on: go to the leader at once; during an election, wait a little.
+                    LinkError::NotLeader { leader: to, .. } => {
+                        tracing::info!("{e}");
+                        leader = to;
+                        backoff = if to.is_some() {
+                            Duration::from_millis(50)
+                        } else {
+                            FIRST_BACKOFF
+                        };
+                    }
+                    _ => tracing::warn!("{e}; retrying in {backoff:?}"),
+                }
                 next_master += 1;
             }
         }
@@ -128,7 +157,7 @@ pub(crate) async fn run(config: LinkConfig, mut parts: Parts, mut stop: watch::R
                 }
             }
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        backoff = (backoff * 2).clamp(FIRST_BACKOFF, Duration::from_secs(5));
     }
     endpoint.close(
         quinn::VarInt::from_u32(frame::close::SHUTDOWN),
@@ -139,6 +168,12 @@ pub(crate) async fn run(config: LinkConfig, mut parts: Parts, mut stop: watch::R
         .ok();
 }
 
+/// The first wait after a failed session (doubling up to 5 s while failures go on).
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// A master silent this long is gone (a crashed leader sends no close): with keep-alives
+/// every second, the link moves to another master within this.
+const MASTER_SILENCE: Duration = Duration::from_secs(4);
+
 fn client_endpoint(config: &LinkConfig) -> Result<quinn::Endpoint, LinkError> {
     let tls = tls::client_config(&config.ca_pem, Some(&config.identity), ALPN_AGENT)
         .map_err(|e| LinkError::Tls(e.to_string()))?;
@@ -148,8 +183,7 @@ fn client_endpoint(config: &LinkConfig) -> Result<quinn::Endpoint, LinkError> {
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(Duration::from_secs(1)));
     transport.max_idle_timeout(Some(
-        quinn::IdleTimeout::try_from(Duration::from_secs(10))
-            .map_err(|e| LinkError::Tls(e.to_string()))?,
+        quinn::IdleTimeout::try_from(MASTER_SILENCE).map_err(|e| LinkError::Tls(e.to_string()))?,
     ));
     client.transport_config(Arc::new(transport));
     let bind: SocketAddr = match config.masters.first() {
@@ -164,6 +198,21 @@ fn client_endpoint(config: &LinkConfig) -> Result<quinn::Endpoint, LinkError> {
     })?;
     endpoint.set_default_client_config(client);
     Ok(endpoint)
+}
+
+/// A master that closed with `NOT_LEADER` sends the agent to the leader.
+fn not_leader(addr: SocketAddr, err: &quinn::ConnectionError) -> Option<LinkError> {
+    let quinn::ConnectionError::ApplicationClosed(close) = err else {
+        return None;
+    };
+    let hint = fleet_proto::leader::hint(close.error_code.into_inner(), &close.reason)?;
+    Some(LinkError::NotLeader {
+        addr,
+        leader: match hint {
+            fleet_proto::leader::LeaderHint::At(leader) => Some(leader),
+            fleet_proto::leader::LeaderHint::Unknown => None,
+        },
+    })
 }
 
 fn describe(err: &quinn::ConnectionError) -> String {
@@ -195,10 +244,10 @@ async fn session(
     let conn = match tokio::time::timeout(Duration::from_secs(5), connecting).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
-            return SessionEnd::Failed(LinkError::Connect {
+            return SessionEnd::Failed(not_leader(addr, &e).unwrap_or(LinkError::Connect {
                 addr,
                 reason: describe(&e),
-            });
+            }));
         }
         Err(_) => {
             return SessionEnd::Failed(LinkError::Connect {
@@ -208,12 +257,13 @@ async fn session(
         }
     };
     let lost = |conn: &quinn::Connection, fallback: String| {
+        let reason = conn.close_reason();
+        if let Some(e) = reason.as_ref().and_then(|r| not_leader(addr, r)) {
+            return SessionEnd::Failed(e);
+        }
         SessionEnd::Failed(LinkError::Lost {
             addr,
-            reason: conn
-                .close_reason()
-                .map(|e| describe(&e))
-                .unwrap_or(fallback),
+            reason: reason.map(|e| describe(&e)).unwrap_or(fallback),
         })
     };
     let (mut send, mut recv) = match conn.open_bi().await {

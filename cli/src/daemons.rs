@@ -20,9 +20,15 @@ pub struct MasterArgs {
     /// Address for QUIC (UDP) and HTTP (TCP). Default 127.0.0.1:5050.
     #[arg(long)]
     listen: Option<String>,
-    /// Directory for the master's durable state.
+    /// Directory for the master's durable state: the registry's Raft log (a WAL) and its
+    /// snapshot. Without it the registry is in memory and a restart forgets it.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Every master of a replicated group (1, 3 or 5), this one included, by the address
+    /// each listens on: HOST:PORT,HOST:PORT,... Needs --data-dir. The same list on every
+    /// master; node ids follow its sorted order.
+    #[arg(long)]
+    peers: Option<String>,
     /// Cluster CA certificate (PEM).
     #[arg(long)]
     ca: Option<PathBuf>,
@@ -116,6 +122,19 @@ pub fn resolve(addr: &str) -> Result<SocketAddr> {
         .ok_or_else(|| anyhow!("address '{addr}' resolves to nothing"))
 }
 
+/// Resolves "HOST:PORT,HOST:PORT,...": the masters of a replicated group.
+pub fn resolve_list(list: &str) -> Result<Vec<SocketAddr>> {
+    let masters = list
+        .split(',')
+        .filter(|m| !m.trim().is_empty())
+        .map(|m| resolve(m.trim()))
+        .collect::<Result<Vec<_>>>()?;
+    if masters.is_empty() {
+        bail!("no master address in '{list}'");
+    }
+    Ok(masters)
+}
+
 /// `--shards`: at least 1; default the number of cores.
 pub fn shard_count(asked: Option<usize>) -> Result<usize> {
     match asked {
@@ -190,10 +209,19 @@ pub fn master(args: MasterArgs) -> Result<()> {
         core.agent_reregister_timeout = seconds(s, "--agent-reregister-timeout")?;
     }
     core.allocator_shards = shard_count(layers.get(args.shards, "shards")?)?;
+    let peers = match layers.get::<String>(args.peers, "peers")? {
+        Some(list) => resolve_list(&list).context("invalid --peers")?,
+        None => Vec::new(),
+    };
     if let Some(dir) = &data_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    } else if !peers.is_empty() {
+        bail!("--peers needs --data-dir: each master keeps the registry's Raft log there");
     }
+    let replication = data_dir
+        .clone()
+        .map(|dir| fleet_master::shell::ReplicaConfig::new(dir, peers));
     let ca_pem = std::fs::read_to_string(&ca)
         .with_context(|| format!("cannot read CA certificate {}", ca.display()))?;
     let credentials: Option<PathBuf> = layers.get(args.credentials, "credentials")?;
@@ -206,7 +234,14 @@ pub fn master(args: MasterArgs) -> Result<()> {
         identity: certs::load_identity(&cert, &key)?,
         core,
         security: std::sync::Arc::new(security),
+        replication,
     })?;
+    if let (Some((id, members)), Some(dir)) = (handle.raft_node(), &data_dir) {
+        println!(
+            "fleet master: Raft node {id} of {members} (registry in {})",
+            dir.display()
+        );
+    }
     println!(
         "fleet master: QUIC {} / HTTP http://{}",
         handle.quic_addr(),
@@ -222,10 +257,7 @@ pub fn agent(args: AgentArgs) -> Result<()> {
     let masters: String = layers
         .get(args.master, "master")?
         .context("--master is required: the master's HOST:PORT")?;
-    let masters = masters
-        .split(',')
-        .map(|m| resolve(m.trim()))
-        .collect::<Result<Vec<_>>>()?;
+    let masters = resolve_list(&masters)?;
     let work_dir: PathBuf = layers
         .get(args.work_dir, "work-dir")?
         .context("--work-dir is required")?;

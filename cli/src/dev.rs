@@ -85,6 +85,7 @@ pub fn run(args: DevArgs) -> Result<()> {
             ..fleet_master::core::MasterConfig::default()
         },
         security: Default::default(),
+        replication: None,
     })?;
     let agent = match fleet_agent::start(fleet_agent::AgentConfig {
         masters: vec![master.quic_addr()],

@@ -7,12 +7,13 @@ mod config;
 mod credentials;
 mod daemons;
 mod dev;
+mod operator;
 mod profile;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use credentials::CredentialArgs;
 
@@ -67,6 +68,21 @@ enum Command {
     Quota(QuotaArgs),
     /// Show roles with their weights and shares, or set weights.
     Weights(WeightsArgs),
+    /// Kill a task for its framework (Fleet's KILL_TASK operator call).
+    Kill(operator::KillArgs),
+    /// Remove a framework and kill its tasks (TEARDOWN).
+    Teardown(operator::TeardownArgs),
+    /// Drain an agent: no more offers, its tasks killed, then DRAINED (DRAIN_AGENT).
+    Drain(operator::DrainArgs),
+    /// Stop offering an agent's resources (DEACTIVATE_AGENT).
+    Deactivate(operator::AgentArgs),
+    /// Offer a deactivated or drained agent again (REACTIVATE_AGENT).
+    Reactivate(operator::AgentArgs),
+    /// Remove an agent for good: its tasks TASK_GONE_BY_OPERATOR (MARK_AGENT_GONE).
+    MarkGone(operator::AgentArgs),
+    /// Print the master's events as they happen (the operator SUBSCRIBE stream).
+    #[command(alias = "watch")]
+    Events(operator::EventsArgs),
     /// Create the cluster CA and issue certificates.
     Certs(CertsArgs),
     /// Benchmarks against a baseline measured in the same run.
@@ -266,6 +282,17 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Logs(args) => logs(args),
         Command::Quota(args) => quota(args),
         Command::Weights(args) => weights(args),
+        Command::Kill(args) => operator::kill(args),
+        Command::Teardown(args) => operator::teardown(args),
+        Command::Drain(args) => operator::drain(args),
+        Command::Deactivate(args) => {
+            operator::agent(fleet_client::calls::AgentCall::Deactivate, args)
+        }
+        Command::Reactivate(args) => {
+            operator::agent(fleet_client::calls::AgentCall::Reactivate, args)
+        }
+        Command::MarkGone(args) => operator::agent(fleet_client::calls::AgentCall::MarkGone, args),
+        Command::Events(args) => operator::events(args),
         Command::Certs(args) => certs_command(args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
     }
@@ -284,9 +311,11 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             "no cluster CA: pass --ca FILE (the cluster's ca.pem), or start `fleet dev` first"
         );
     };
-    let master = daemons::resolve(&master)?;
+    let mut masters = daemons::resolve_list(&master)?.into_iter();
+    let master = masters.next().context("--master names no address")?;
     let opts = fleet_client::run::RunOptions {
         master,
+        other_masters: masters.collect(),
         ca_pem,
         name: args.name.unwrap_or_else(|| "fleet-run".into()),
         role: args.role,
@@ -320,7 +349,10 @@ fn listing(
 ) -> Result<ExitCode> {
     let (master, _) = profile::client_target(args.master, None)?;
     let credential = args.login.credential()?;
-    let state = fleet_client::operator::status_as(daemons::resolve(&master)?, credential.as_ref())?;
+    let masters = daemons::resolve_list(&master)?;
+    let views = fleet_client::masters::views(&masters, credential.as_ref());
+    let leader = leader_or_first(&views, &masters)?;
+    let state = fleet_client::operator::status_as(leader, credential.as_ref())?;
     print(&state, args.json, &mut std::io::stdout())?;
     Ok(ExitCode::SUCCESS)
 }
@@ -328,17 +360,47 @@ fn listing(
 fn status(args: StatusArgs) -> Result<ExitCode> {
     let (master, _) = profile::client_target(args.master, None)?;
     let credential = args.login.credential()?;
-    let state = fleet_client::operator::status_as(daemons::resolve(&master)?, credential.as_ref())?;
+    let masters = daemons::resolve_list(&master)?;
+    let views = fleet_client::masters::views(&masters, credential.as_ref());
+    let leader = leader_or_first(&views, &masters)?;
+    let state = fleet_client::operator::status_as(leader, credential.as_ref())?;
     fleet_client::operator::print_status(&state, args.json, &mut std::io::stdout())?;
+    if !args.json {
+        fleet_client::masters::print_masters(&views, &mut std::io::stdout())?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The HTTP address to send calls to: the one master given, or the one that serves
+/// among several (`--master A,B,C`).
+fn leader_address(
+    master: &str,
+    credential: Option<&fleet_client::Credential>,
+) -> Result<std::net::SocketAddr> {
+    let masters = daemons::resolve_list(master)?;
+    if masters.len() == 1 {
+        return Ok(masters[0]);
+    }
+    let views = fleet_client::masters::views(&masters, credential);
+    leader_or_first(&views, &masters)
+}
+
+/// The master that serves among those asked (`--master A,B,C`), else the first given.
+fn leader_or_first(
+    views: &[fleet_client::masters::MasterView],
+    masters: &[std::net::SocketAddr],
+) -> Result<std::net::SocketAddr> {
+    fleet_client::masters::serving(views)
+        .or_else(|| masters.first().copied())
+        .context("--master names no address")
 }
 
 fn logs(args: LogsArgs) -> Result<ExitCode> {
     use fleet_client::operator::{read_file, status_as, task_files};
     use std::io::Write as _;
     let (master, _) = profile::client_target(args.master, None)?;
-    let http = daemons::resolve(&master)?;
     let credential = args.login.credential()?;
+    let http = leader_address(&master, credential.as_ref())?;
     let master_state = |http| status_as(http, credential.as_ref());
     let name = if args.stderr { "stderr" } else { "stdout" };
     // /state is a copy at most 200 ms old: a task launched just now may not be in it yet.
@@ -393,8 +455,8 @@ fn logs(args: LogsArgs) -> Result<ExitCode> {
 fn quota(args: QuotaArgs) -> Result<ExitCode> {
     use fleet_client::operator::{call_as, print_quota, quota_quantities};
     let (master, _) = profile::client_target(args.master, None)?;
-    let http = daemons::resolve(&master)?;
     let credential = args.login.credential()?;
+    let http = leader_address(&master, credential.as_ref())?;
     let call = |http, body: &serde_json::Value| call_as(http, body, credential.as_ref());
     let config = match &args.command {
         None => {
@@ -434,8 +496,8 @@ fn quota(args: QuotaArgs) -> Result<ExitCode> {
 fn weights(args: WeightsArgs) -> Result<ExitCode> {
     use fleet_client::operator::{call_as, print_roles};
     let (master, _) = profile::client_target(args.master, None)?;
-    let http = daemons::resolve(&master)?;
     let credential = args.login.credential()?;
+    let http = leader_address(&master, credential.as_ref())?;
     let call = |http, body: &serde_json::Value| call_as(http, body, credential.as_ref());
     if let Some(WeightsCommand::Set { weights }) = &args.command {
         let mut infos = Vec::new();

@@ -14,6 +14,16 @@ pub enum ClientError {
     /// The master closed the session on purpose; `reason` is its own words.
     #[error("master at {addr} refused the framework: {reason}")]
     Refused { addr: SocketAddr, reason: String },
+    /// The master does not lead the replicated masters; `leader` is where it said to go
+    /// (None: an election is under way).
+    #[error("master at {addr} is not the leader{}", match leader {
+        Some(l) => format!("; the leader is {l}"),
+        None => "; no leader is elected yet".to_owned(),
+    })]
+    NotLeader {
+        addr: SocketAddr,
+        leader: Option<SocketAddr>,
+    },
     /// The session broke after it was set up (connection lost, stream reset, bad frame).
     #[error("lost the session with master at {addr}: {reason}")]
     Session { addr: SocketAddr, reason: String },
@@ -37,6 +47,13 @@ pub enum ClientError {
         waited_s: u64,
         /// A short account of the offers seen, e.g. " (3 offers seen, largest: cpus:1;mem:64)".
         seen: String,
+    },
+    /// Something awaited through the operator API did not happen in time.
+    #[error("gave up after {waited_s} s waiting for {what} (master {addr})")]
+    Waited {
+        addr: SocketAddr,
+        what: String,
+        waited_s: u64,
     },
     /// The operator HTTP API could not be read.
     #[error("cannot read {url}: {reason}")]

@@ -67,6 +67,18 @@ pub fn call_as(
     answer_json(&url, response)
 }
 
+/// Why a request to the master got no answer, in words.
+pub(crate) fn unreachable(e: ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(_) => format!("no answer within {} s", HTTP_TIMEOUT.as_secs()),
+        ureq::Error::Io(io) => format!("master unreachable: {io}"),
+        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
+            format!("master unreachable: {e}")
+        }
+        other => other.to_string(),
+    }
+}
+
 /// The JSON body of a master's answer; a refusal (4xx, 5xx) is an error with the master's
 /// reason (its `{"error": ...}`).
 fn answer_json(
@@ -77,13 +89,7 @@ fn answer_json(
         url: url.to_owned(),
         reason,
     };
-    let mut response = response.map_err(|e| {
-        http_error(match e {
-            ureq::Error::Timeout(_) => format!("no answer within {} s", HTTP_TIMEOUT.as_secs()),
-            ureq::Error::Io(io) => format!("master unreachable: {io}"),
-            other => other.to_string(),
-        })
-    })?;
+    let mut response = response.map_err(|e| http_error(unreachable(e)))?;
     let status = response.status().as_u16();
     let answer = response
         .body_mut()

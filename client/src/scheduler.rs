@@ -24,12 +24,17 @@ use tokio::sync::Mutex;
 use crate::credential::Credential;
 use crate::error::ClientError;
 
-/// How long connecting (QUIC + TLS handshake) may take before a master counts as unreachable.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long connecting (QUIC + TLS handshake) may take before a master counts as
+/// unreachable: as long as an established master may stay silent ([`MASTER_SILENCE`]),
+/// which also bounds the handshake.
+pub const CONNECT_TIMEOUT: Duration = MASTER_SILENCE;
 /// How long the master may take to answer SUBSCRIBE.
 pub const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keep-alive interval, so a framework waiting quietly for offers keeps its session.
-const KEEP_ALIVE: Duration = Duration::from_secs(5);
+const KEEP_ALIVE: Duration = Duration::from_secs(1);
+/// A master silent this long is gone (a crashed leader sends no close): the session
+/// ends with an error and the framework can subscribe again with another master.
+pub const MASTER_SILENCE: Duration = Duration::from_secs(4);
 /// How long TEARDOWN waits for the master to take the call before closing anyway.
 const TEARDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -171,31 +176,15 @@ impl SchedulerClient {
         Ok((client, events))
     }
 
-    /// Tries each master in turn and subscribes with the first that accepts. A refusal
-    /// (the master answered and said no) is returned at once: another master would say
-    /// the same.
+    /// Subscribes with whichever of `masters` leads (see [`crate::masters`]): all are
+    /// tried at once, a follower's pointer to the leader is followed, and an election is
+    /// waited out for up to [`crate::masters::FIND_LEADER`]. A refusal (the leader
+    /// answered and said no) is returned at once.
     pub async fn connect_any(
         masters: &[MasterEndpoint],
         framework: FrameworkInfo,
     ) -> Result<(SchedulerClient, EventStream), ClientError> {
-        let mut failures = Vec::new();
-        for master in masters {
-            match Self::connect(master.clone(), framework.clone()).await {
-                Ok(session) => return Ok(session),
-                Err(e @ (ClientError::Refused { .. } | ClientError::Tls(_))) => return Err(e),
-                Err(e) => {
-                    tracing::debug!(addr = %master.addr, error = %e, "master failed, trying next");
-                    failures.push(e.to_string());
-                }
-            }
-        }
-        if failures.is_empty() {
-            return Err(ClientError::InvalidOption {
-                option: "masters",
-                reason: "no master address given".into(),
-            });
-        }
-        Err(ClientError::NoMaster { failures })
+        crate::masters::connect_leader(masters, framework, Vec::new(), None).await
     }
 
     /// The id the master gave (or confirmed for) this framework.
@@ -403,6 +392,10 @@ fn client_endpoint(master: &MasterEndpoint) -> Result<quinn::Endpoint, ClientErr
     let mut config = quinn::ClientConfig::new(Arc::new(quic));
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(KEEP_ALIVE));
+    transport.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(MASTER_SILENCE)
+            .map_err(|e| ClientError::Tls(e.to_string()))?,
+    ));
     config.transport_config(Arc::new(transport));
     let bind: SocketAddr = if master.addr.is_ipv6() {
         (Ipv6Addr::UNSPECIFIED, 0).into()
@@ -489,6 +482,17 @@ async fn subscribe(
 
 /// Maps a connection-level failure; an application close is the master's refusal.
 fn connection_error(addr: SocketAddr, e: quinn::ConnectionError, doing: &str) -> ClientError {
+    if let quinn::ConnectionError::ApplicationClosed(close) = &e
+        && let Some(hint) = fleet_proto::leader::hint(close.error_code.into_inner(), &close.reason)
+    {
+        return ClientError::NotLeader {
+            addr,
+            leader: match hint {
+                fleet_proto::leader::LeaderHint::At(leader) => Some(leader),
+                fleet_proto::leader::LeaderHint::Unknown => None,
+            },
+        };
+    }
     match e {
         quinn::ConnectionError::ApplicationClosed(close) => ClientError::Refused {
             addr,
@@ -496,7 +500,7 @@ fn connection_error(addr: SocketAddr, e: quinn::ConnectionError, doing: &str) ->
         },
         quinn::ConnectionError::TimedOut if doing == "connecting" => ClientError::Connect {
             addr,
-            reason: "timed out".into(),
+            reason: format!("timed out after {} s", CONNECT_TIMEOUT.as_secs()),
         },
         other if doing == "connecting" => ClientError::Connect {
             addr,

@@ -53,7 +53,26 @@ fn connect_timeout_names_the_address() {
     let err = connection_error(addr, quinn::ConnectionError::TimedOut, "connecting");
     assert_eq!(
         err.to_string(),
-        "cannot reach master at 127.0.0.1:5050: timed out"
+        "cannot reach master at 127.0.0.1:5050: timed out after 4 s"
+    );
+}
+
+#[test]
+fn a_follower_s_close_names_the_leader() {
+    let addr: SocketAddr = "127.0.0.1:5050".parse().unwrap();
+    let leader: SocketAddr = "127.0.0.1:5052".parse().unwrap();
+    let close = quinn::ApplicationClose {
+        error_code: fleet_proto::frame::close::NOT_LEADER.into(),
+        reason: bytes_of(&fleet_proto::leader::reason(Some(leader))),
+    };
+    let err = connection_error(addr, quinn::ConnectionError::ApplicationClosed(close), "x");
+    assert!(
+        matches!(err, ClientError::NotLeader { leader: Some(l), .. } if l == leader),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "master at 127.0.0.1:5050 is not the leader; the leader is 127.0.0.1:5052"
     );
 }
 

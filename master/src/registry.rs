@@ -1,7 +1,12 @@
 //! The registry: what the master must remember across failovers (admitted agents,
-//! frameworks, role weights), never tasks or usage. The master's core writes it through the
-//! small synchronous [`Registry`] trait; [`InMemoryRegistry`] keeps it in memory, and a
-//! replicated implementation can stand behind the same trait.
+//! frameworks, role weights and quotas), never tasks or usage. The master's core writes it
+//! through the small synchronous [`Registry`] trait; [`InMemoryRegistry`] keeps it in
+//! memory, [`ReplicatedRegistry`] in the masters' Raft log (`fleet-raft`), where
+//! [`RegistryState`] is the state machine (`state_machine.rs`: ops applied, rkyv
+//! snapshots).
+
+mod replicated;
+mod state_machine;
 
 use std::collections::BTreeMap;
 
@@ -10,9 +15,22 @@ use fleet_proto::messages::agent::AgentInfo;
 use fleet_proto::messages::scheduler::FrameworkInfo;
 use fleet_proto::resources::Resources;
 
+pub use replicated::{COMMIT_BUCKETS_US, CommitTimes, ReplicatedRegistry};
+pub use state_machine::SnapshotError;
+
 /// A role's quota as the operator set it (UPDATE_QUOTA): scalar guarantees and limits. No
 /// guarantees and no limits is no quota.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    serde::Serialize,
+    serde::Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 pub struct QuotaConfig {
     pub guarantees: Resources,
     pub limits: Option<Resources>,
@@ -24,8 +42,10 @@ impl QuotaConfig {
     }
 }
 
-/// One change to the registry.
-#[derive(Debug, Clone, PartialEq)]
+/// One change to the registry: what a Raft log entry carries. Its serde form is its rkyv
+/// archive as bytes (`state_machine.rs`): the proto types it holds serialize to Mesos
+/// JSON with serde, which a positional format such as the log's postcard cannot carry.
+#[derive(Debug, Clone, PartialEq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub enum RegistryOp {
     /// An agent was admitted (or re-registered with new information): insert or replace.
     AdmitAgent {

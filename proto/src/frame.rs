@@ -25,6 +25,8 @@ const MAGIC: [u8; 3] = *b"FLT";
 pub const ALPN_AGENT: &[u8] = b"fleet-agent/1";
 /// ALPN of native framework (scheduler) connections.
 pub const ALPN_SCHEDULER: &[u8] = b"fleet-sched/1";
+/// ALPN of Raft connections between masters (mutual TLS, master certificates only).
+pub const ALPN_RAFT: &[u8] = b"fleet-raft/1";
 
 /// QUIC application close codes. The reason phrase that goes with them says what happened.
 pub mod close {
@@ -36,6 +38,9 @@ pub mod close {
     pub const REFUSED: u32 = 2;
     /// This side is shutting down.
     pub const SHUTDOWN: u32 = 3;
+    /// This master is not the leader; the reason names the leader when it is known
+    /// (`crate::leader`).
+    pub const NOT_LEADER: u32 = 4;
 }
 
 /// What a stream carries; named in its preamble so a misrouted stream is caught at once.
@@ -46,6 +51,8 @@ pub enum StreamKind {
     AgentReport = 2,
     SchedulerControl = 3,
     SchedulerEvents = 4,
+    /// One Raft RPC between masters: a request frame, then the response frame back.
+    RaftRpc = 5,
 }
 
 impl StreamKind {
@@ -55,6 +62,7 @@ impl StreamKind {
             2 => StreamKind::AgentReport,
             3 => StreamKind::SchedulerControl,
             4 => StreamKind::SchedulerEvents,
+            5 => StreamKind::RaftRpc,
             _ => return None,
         })
     }

@@ -3,6 +3,7 @@
 
 pub mod frame;
 pub mod ids;
+pub mod leader;
 pub mod messages;
 pub mod resources;
 pub mod stream;

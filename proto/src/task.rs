@@ -137,6 +137,9 @@ pub enum Reason {
     Reconciliation,
     #[serde(rename = "REASON_EXECUTOR_TERMINATED")]
     ExecutorTerminated,
+    /// The operator marked the task's agent gone (MARK_AGENT_GONE).
+    #[serde(rename = "REASON_AGENT_REMOVED_BY_OPERATOR")]
+    AgentRemovedByOperator,
 }
 
 impl Reason {
@@ -157,6 +160,7 @@ impl Reason {
             Reason::TaskUnknown => "REASON_TASK_UNKNOWN",
             Reason::Reconciliation => "REASON_RECONCILIATION",
             Reason::ExecutorTerminated => "REASON_EXECUTOR_TERMINATED",
+            Reason::AgentRemovedByOperator => "REASON_AGENT_REMOVED_BY_OPERATOR",
         }
     }
 }

@@ -221,6 +221,19 @@ pub fn client_config(
     Ok(config)
 }
 
+/// Whether `cert`, a peer's end-entity certificate already verified against the cluster
+/// CA, is a master's (valid for [`MASTER_SERVER_NAME`]): only masters may speak Raft to
+/// a master; agent and client certificates carry other names.
+pub fn is_master_certificate(cert: &CertificateDer<'_>) -> bool {
+    let Ok(parsed) = rustls::server::ParsedCertificate::try_from(cert) else {
+        return false;
+    };
+    let Ok(name) = rustls_pki_types::ServerName::try_from(MASTER_SERVER_NAME) else {
+        return false;
+    };
+    rustls::client::verify_server_name(&parsed, &name).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +246,16 @@ mod tests {
         server_config(&ca.cert_pem, &master, &[b"x"]).unwrap();
         client_config(&ca.cert_pem, Some(&agent), b"x").unwrap();
         client_config(&ca.cert_pem, None, b"x").unwrap();
+    }
+
+    #[test]
+    fn only_master_certificates_are_masters() {
+        let ca = new_ca("test").unwrap();
+        let master = issue(&ca, Role::Master, "m1", &[]).unwrap();
+        let agent = issue(&ca, Role::Agent, "a1", &[]).unwrap();
+        let der = |pem: &str| certs(pem, "test").unwrap().remove(0);
+        assert!(is_master_certificate(&der(&master.cert_pem)));
+        assert!(!is_master_certificate(&der(&agent.cert_pem)));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use fleet_wal::{Wal, WalConfig, WalStats};
+use fleet_wal::{SyncLatency, Wal, WalConfig, WalStats};
 
 use crate::apply::Apply;
 use crate::error::NodeError;
@@ -135,6 +135,11 @@ impl<A: Apply> RaftNode<A> {
     /// The log WAL's counters (None once the node is shut down).
     pub fn wal_stats(&self) -> Option<WalStats> {
         self.wal.upgrade().map(|wal| wal.stats())
+    }
+
+    /// How long the log WAL's fsyncs took (None once the node is shut down).
+    pub fn wal_sync_latency(&self) -> Option<SyncLatency> {
+        self.wal.upgrade().map(|wal| wal.sync_latency())
     }
 
     /// Stops openraft and waits until its tasks have dropped the log, so that the WAL has

@@ -4,6 +4,7 @@
 
 pub mod cgroups;
 pub mod cluster;
+pub mod masters;
 pub mod sdk;
 
 use std::io::{BufRead, BufReader, Read};

@@ -82,10 +82,18 @@ fn malformed_unknown_and_unbuilt_calls_are_refused_clearly() -> Result<()> {
         ([127, 0, 0, 1], port).into(),
         "POST",
         "/api/v1",
-        r#"{"type": "TEARDOWN"}"#,
+        r#"{"type": "RESERVE_RESOURCES"}"#,
     )?;
     assert_eq!(status, 501, "{body}");
-    assert!(body.contains("TEARDOWN"), "{body}");
+    assert!(body.contains("RESERVE_RESOURCES"), "{body}");
+    let (status, body) = http(
+        ([127, 0, 0, 1], port).into(),
+        "POST",
+        "/api/v1",
+        r#"{"type": "TEARDOWN"}"#,
+    )?;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("framework_id"), "{body}");
     let (status, body) = http(([127, 0, 0, 1], port).into(), "GET", "/api/v1", "")?;
     assert_eq!(status, 405, "{body}");
     Ok(())

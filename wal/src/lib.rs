@@ -35,7 +35,7 @@ pub use format::{
 };
 pub use meta::META_FILE;
 pub use recovery::{Recovery, TornTail};
-pub use stats::WalStats;
+pub use stats::{SYNC_BUCKETS_US, SyncLatency, WalStats};
 
 use durable::Completion;
 use view::{SegmentHandle, View, read_view, write_view};
@@ -206,6 +206,11 @@ impl Wal {
 
     pub fn stats(&self) -> WalStats {
         self.counters.snapshot()
+    }
+
+    /// How long the writer's fsyncs took (segments and directory), as a histogram.
+    pub fn sync_latency(&self) -> SyncLatency {
+        self.counters.sync_latency()
     }
 
     /// Lets the writer finish every queued command, stops it, and reports whether the

@@ -341,12 +341,13 @@ impl Writer {
             return Ok(());
         }
         if let Some(active) = self.segments.last() {
+            let started = std::time::Instant::now();
             active
                 .file
                 .sync_data()
                 .await
                 .map_err(|e| WalError::io("fdatasync", &active.path, e))?;
-            self.counters.sync();
+            self.counters.synced(started.elapsed());
         }
         self.dirty = false;
         Ok(())
@@ -356,11 +357,12 @@ impl Writer {
         if !self.dir_dirty {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         self.dir_file
             .sync_all()
             .await
             .map_err(|e| WalError::io("fsync directory", &self.dir, e))?;
-        self.counters.sync();
+        self.counters.synced(started.elapsed());
         self.dir_dirty = false;
         Ok(())
     }

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use fleet_proto::ids::{AgentId, TaskId};
-use fleet_proto::messages::scheduler::{Call, Event, Filters, Offer, Operation};
+use fleet_proto::messages::scheduler::{Call, Event, Filters, Offer, Operation, ReconcileTask};
 use fleet_proto::task::{TaskState, TaskStatus};
 
 use super::options::{RunOptions, TaskRequest};
@@ -93,6 +93,20 @@ impl OneTaskRun {
             wanted: self.request.describe(),
             waited_s: self.opts.offer_timeout.as_secs(),
             seen,
+        }
+    }
+
+    /// After subscribing again (a new leading master), what asks it for the task's state:
+    /// an explicit RECONCILE once the task was launched.
+    pub fn reconciliation(&self) -> Option<Call> {
+        match &self.phase {
+            Phase::Launched { agent_id } => Some(Call::Reconcile {
+                tasks: vec![ReconcileTask {
+                    task_id: self.task_id.clone(),
+                    agent_id: Some(agent_id.clone()),
+                }],
+            }),
+            Phase::WaitingForOffer | Phase::Done => None,
         }
     }
 

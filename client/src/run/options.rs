@@ -19,6 +19,9 @@ use crate::error::ClientError;
 pub struct RunOptions {
     /// The master's QUIC address.
     pub master: SocketAddr,
+    /// The other masters of a replicated group (`--master A,B,C`): the run subscribes
+    /// with whichever leads, and again with the next leader after a failover.
+    pub other_masters: Vec<SocketAddr>,
     /// PEM of the cluster CA certificate.
     pub ca_pem: String,
     /// Task (and framework) name.
@@ -87,6 +90,7 @@ impl RunOptions {
     pub fn new(master: SocketAddr, ca_pem: String, command: Vec<String>) -> Self {
         RunOptions {
             master,
+            other_masters: Vec::new(),
             ca_pem,
             name: "fleet-run".to_owned(),
             role: None,

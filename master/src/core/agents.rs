@@ -106,6 +106,16 @@ impl Master {
         now: Instant,
         out: &mut Vec<Output>,
     ) {
+        if let Some(id) = requested.as_ref().filter(|id| self.is_gone(id)) {
+            let reason = format!(
+                "agent {id} was marked gone by the operator and may not register again; \
+                 start the agent with an empty work dir to join as a new agent"
+            );
+            return self.refuse_agent(conn, reason, out);
+        }
+        if let Some(reason) = self.down_for_maintenance(&info) {
+            return self.refuse_agent(conn, reason, out);
+        }
         if let Some(id) = requested.filter(|id| {
             self.agents.contains_key(id)
                 || self.recovered_agents.contains_key(id)
@@ -153,6 +163,7 @@ impl Master {
                 },
             });
         }
+        self.notify_agent_added(&id, out);
         self.allocate_agents.insert(id);
     }
 
@@ -192,6 +203,7 @@ impl Master {
             self.rescind_agent_offers(&id, true, out);
         }
         self.recovered_agents.remove(&id);
+        let added = !self.agents.contains_key(&id);
         let unreachable = self.unreachable_agents.remove(&id);
         let agent = self
             .agents
@@ -262,6 +274,9 @@ impl Master {
             self.allocator
                 .describe_agent(&id, &agent.info.hostname, &agent.info.attributes);
         }
+        if self.is_deactivated(&id) {
+            self.allocator.deactivate_agent(&id);
+        }
         tracing::info!(agent = %id, "agent re-registered");
         self.counters.agents_reregistered += 1;
         out.push(Output::ToAgent {
@@ -271,6 +286,11 @@ impl Master {
                 report_interval_ms: self.config.report_interval.as_millis() as u64,
             },
         });
+        if added {
+            self.notify_agent_added(&id, out);
+        }
+        // A drain asked for while it was away starts now.
+        self.kill_for_drain(&id, out);
         self.allocate_agents.insert(id);
     }
 
@@ -322,6 +342,7 @@ impl Master {
                     task.status.message = status.message.clone();
                     task.recovered = running.state.is_terminal();
                     let update = task.status.clone();
+                    self.notify_task_updated(&framework_id, &update, out);
                     self.send_to_framework(
                         &framework_id,
                         fleet_proto::messages::scheduler::Event::Update { status: update },
@@ -343,6 +364,7 @@ impl Master {
                             recovered: running.state.is_terminal(),
                         },
                     );
+                    self.notify_task_added(&framework_id, &task_id, out);
                 }
             }
             if let Some(agent) = self.agents.get_mut(id)
@@ -463,6 +485,7 @@ impl Master {
         }
         self.unreachable_agents.insert(id.clone(), record);
         self.counters.agents_unreachable += 1;
+        self.notify_agent_removed(id, out);
     }
 
     /// An unreachable agent did not re-register in time: it is removed, and its tasks

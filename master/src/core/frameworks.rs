@@ -172,6 +172,7 @@ impl Master {
         }
         // Offers made to the previous subscription are taken back; fresh ones follow.
         self.recover_framework_offers(&id);
+        let added = !self.frameworks.contains_key(&id);
         let framework = self
             .frameworks
             .entry(id.clone())
@@ -204,6 +205,7 @@ impl Master {
         self.allocator.activate_framework(&id);
         tracing::info!(framework = %id, "framework subscribed");
         self.counters.frameworks_subscribed += 1;
+        self.notify_framework_subscribed(&id, added, out);
         out.push(Output::ToFramework {
             conn,
             event: Event::Subscribed {
@@ -284,6 +286,7 @@ impl Master {
         };
         let mut gone = self.framework_state(&framework, &crate::allocator::Shares::default());
         gone.active = false;
+        let removed = self.watched.then(|| gone.clone());
         self.completed_frameworks.push_back(gone);
         while self.completed_frameworks.len() > self.config.max_completed_tasks {
             self.completed_frameworks.pop_front();
@@ -305,6 +308,7 @@ impl Master {
                 task.status.message = why.clone();
                 task.status.source = Source::Master;
                 task.status.uuid = None;
+                self.notify_task_updated(id, &task.status, out);
             }
             self.push_completed(task);
         }
@@ -322,6 +326,9 @@ impl Master {
         self.registry_apply(RegistryOp::RemoveFramework { id: id.clone() });
         self.removed_frameworks.insert(id.clone());
         self.counters.frameworks_removed += 1;
+        if let Some(removed) = removed {
+            self.notify_framework_removed(&removed, out);
+        }
     }
 
     pub(super) fn heartbeat(&mut self, out: &mut Vec<Output>) {

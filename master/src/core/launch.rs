@@ -278,6 +278,7 @@ impl Master {
             if let Some(agent) = self.agents.get_mut(agent_id) {
                 agent.add_task(framework_id, &task_id);
             }
+            self.notify_task_added(framework_id, &task_id, out);
             self.counters.tasks_launched += 1;
             tracing::debug!(task = %task_id, agent = %agent_id, "launching task");
             let msg = MasterMessage::RunTask {

@@ -8,13 +8,17 @@
 //! later `*Disconnected` input for that connection is ignored.
 
 mod agents;
+mod drain;
 mod frameworks;
 mod launch;
+mod maintenance;
 mod offers;
 mod operator;
 mod records;
+mod recovery;
 pub mod state;
 mod tasks;
+mod watch;
 
 #[cfg(test)]
 mod tests;
@@ -33,8 +37,12 @@ use crate::registry::Registry;
 
 use records::{Agent, Framework, OfferRecord, Peer, Task};
 
+pub use drain::{DrainInfo, DrainState};
+pub use maintenance::{MachineId, Maintenance, Window};
+pub use operator::OperatorCall;
 pub use records::ConnId;
 pub use state::MasterState;
+pub use watch::OperatorEvent;
 
 /// Something that happened on a connection.
 #[derive(Debug, Clone)]
@@ -82,6 +90,8 @@ pub enum Output {
         conn: ConnId,
         reason: String,
     },
+    /// For the operators' event streams; emitted only while [`Master::set_watched`].
+    Operator(Box<OperatorEvent>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -223,6 +233,8 @@ pub struct Master {
     agents: BTreeMap<AgentId, Agent>,
     /// Admitted in the registry but not re-registered since this master started.
     recovered_agents: BTreeMap<AgentId, AgentInfo>,
+    /// How many agents the registry held at start (see `recovery.rs`).
+    recovery_expected: usize,
     /// Agents that went quiet for `agent_timeout`: they may still re-register within
     /// `agent_reregister_timeout`.
     unreachable_agents: BTreeMap<AgentId, records::UnreachableAgent>,
@@ -244,6 +256,20 @@ pub struct Master {
     quotas: BTreeMap<String, crate::registry::QuotaConfig>,
     /// Wall-clock time of allocation runs, for /metrics (never for decisions).
     run_times: RunTimes,
+    /// Agents an operator deactivated (DEACTIVATE_AGENT, DRAIN_AGENT): never offered
+    /// until reactivated, also across disconnections and re-registrations.
+    deactivated: BTreeSet<AgentId>,
+    /// Agents an operator is draining or drained (DRAIN_AGENT).
+    drains: BTreeMap<AgentId, DrainInfo>,
+    /// Agents an operator marked gone (MARK_AGENT_GONE): their id may not register again.
+    gone_agents: BTreeSet<AgentId>,
+    /// The maintenance schedule and the machines down (see `maintenance.rs`).
+    maintenance: Maintenance,
+    /// Whether an operator event stream listens (see `watch.rs`).
+    watched: bool,
+    /// Reports per second over the last sweep interval, and where that interval began.
+    report_rate: f64,
+    report_mark: Option<(Instant, u64)>,
 }
 
 impl std::fmt::Debug for Master {
@@ -278,6 +304,7 @@ impl Master {
             allocator,
             conns: HashMap::new(),
             agents: BTreeMap::new(),
+            recovery_expected: snapshot.agents.len(),
             recovered_agents: snapshot.agents,
             unreachable_agents: BTreeMap::new(),
             frameworks: BTreeMap::new(),
@@ -292,6 +319,13 @@ impl Master {
             counters: Counters::default(),
             quotas: snapshot.quotas,
             run_times: RunTimes::default(),
+            deactivated: BTreeSet::new(),
+            drains: BTreeMap::new(),
+            gone_agents: BTreeSet::new(),
+            maintenance: Maintenance::default(),
+            watched: false,
+            report_rate: 0.0,
+            report_mark: None,
         };
         for (id, info) in snapshot.frameworks {
             master.recover_framework(id, Some(info));
@@ -353,6 +387,9 @@ impl Master {
         if self.timers.next_heartbeat.is_none_or(|t| now >= t) {
             self.heartbeat(out);
             self.timers.next_heartbeat = Some(now + self.config.heartbeat_interval);
+        }
+        if self.allocation_held() {
+            return;
         }
         if self.timers.next_allocation.is_none_or(|t| now >= t) {
             self.allocate(true, now, out);
@@ -435,6 +472,20 @@ impl Master {
         }
         self.expire_frameworks(now, out);
         self.expire_offers(now, out);
+        self.check_drains(out);
+        self.measure_report_rate(now);
+    }
+
+    /// Reports per second since the last sweep, for /metrics.
+    fn measure_report_rate(&mut self, now: Instant) {
+        let count = self.counters.reports_received;
+        if let Some((since, before)) = self.report_mark {
+            let seconds = now.saturating_duration_since(since).as_secs_f64();
+            if seconds > 0.0 {
+                self.report_rate = count.saturating_sub(before) as f64 / seconds;
+            }
+        }
+        self.report_mark = Some((now, count));
     }
 
     /// Writes to the registry where failure is logged but does not change the decision

@@ -24,6 +24,14 @@ pub struct MasterState {
     pub recovered_agents: Vec<AgentId>,
     /// Agents marked unreachable that may still re-register.
     pub unreachable_agents: Vec<AgentId>,
+    /// Agents an operator marked gone (MARK_AGENT_GONE); they may not register again.
+    pub gone_agents: Vec<AgentId>,
+    /// The maintenance schedule and the machines down.
+    pub maintenance: super::Maintenance,
+    /// Open connections of agents and frameworks (QUIC), registered or not yet.
+    pub connections: usize,
+    /// Agent reports received per second, over the last sweep interval.
+    pub report_rate: f64,
     pub outstanding_offers: usize,
     pub shares: Shares,
     /// Allocator shards (`--shards`).
@@ -37,13 +45,17 @@ pub struct MasterState {
     pub counters: Counters,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AgentState {
     pub id: AgentId,
     pub hostname: String,
     pub http_address: String,
-    /// Connected and offered.
+    /// Connected and offered (not deactivated).
     pub active: bool,
+    /// An operator deactivated it (DEACTIVATE_AGENT or DRAIN_AGENT): not offered.
+    pub deactivated: bool,
+    /// Its drain, when an operator drains it (DRAIN_AGENT).
+    pub drain: Option<super::DrainInfo>,
     pub total: Resources,
     pub used: Resources,
     pub offered: Resources,
@@ -57,7 +69,7 @@ pub struct AgentState {
     pub reports: u64,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct FrameworkState {
     pub id: FrameworkId,
     pub name: String,
@@ -77,7 +89,7 @@ pub struct FrameworkState {
     pub offers: usize,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TaskView {
     pub id: TaskId,
     pub name: String,
@@ -96,7 +108,7 @@ pub struct TaskView {
     pub pid: Option<u32>,
 }
 
-fn task_view(task: &Task, usage: Option<Usage>, pid: Option<u32>) -> TaskView {
+pub(super) fn task_view(task: &Task, usage: Option<Usage>, pid: Option<u32>) -> TaskView {
     TaskView {
         id: task.info.task_id.clone(),
         name: task.info.name.clone(),
@@ -148,6 +160,10 @@ impl Master {
             completed_frameworks: self.completed_frameworks.iter().cloned().collect(),
             recovered_agents: self.recovered_agents.keys().cloned().collect(),
             unreachable_agents: self.unreachable_agents.keys().cloned().collect(),
+            gone_agents: self.gone_agents.iter().cloned().collect(),
+            maintenance: self.maintenance.clone(),
+            connections: self.conns.len(),
+            report_rate: self.report_rate,
             outstanding_offers: self.offers.len(),
             shares,
             allocator_shards: self.allocator.count(),
@@ -158,7 +174,7 @@ impl Master {
         }
     }
 
-    fn agent_state(&self, agent: &Agent) -> AgentState {
+    pub(super) fn agent_state(&self, agent: &Agent) -> AgentState {
         let used: Resources = agent
             .tasks
             .iter()
@@ -176,7 +192,9 @@ impl Master {
             id: agent.id.clone(),
             hostname: agent.info.hostname.clone(),
             http_address: agent.info.http_address.clone(),
-            active: agent.is_connected(),
+            active: agent.is_connected() && !self.is_deactivated(&agent.id),
+            deactivated: self.is_deactivated(&agent.id),
+            drain: self.drain_of(&agent.id).cloned(),
             total: agent.info.resources.clone(),
             used,
             offered,

@@ -60,6 +60,7 @@ impl Master {
         }
         // A terminal state sticks: a late non-terminal update is forwarded (so that it is
         // acknowledged) but does not bring the task back.
+        let changed = status.state != task.state && !task.state.is_terminal();
         if !task.state.is_terminal() || status.state == task.state {
             task.state = status.state;
             task.status = status.clone();
@@ -74,6 +75,9 @@ impl Master {
             self.allocate_agents.insert(agent_id.clone());
         }
         let task_id = status.task_id.clone();
+        if changed {
+            self.notify_task_updated(&framework_id, &status, out);
+        }
         self.send_to_framework(&framework_id, Event::Update { status }, out);
         if done {
             self.complete_task(&framework_id, &task_id);
@@ -333,6 +337,7 @@ impl Master {
         if state == TaskState::Lost {
             self.counters.tasks_lost += 1;
         }
+        self.notify_task_updated(framework_id, &status, out);
         self.send_to_framework(framework_id, Event::Update { status }, out);
         if state.is_terminal() {
             self.complete_task(framework_id, task_id);

@@ -11,8 +11,10 @@ use fleet_proto::messages::scheduler::Event;
 use rkyv::util::AlignedVec;
 use tokio::sync::{mpsc, watch};
 
+use super::leadership::Leadership;
+use super::operator::events::Watchers;
 use super::snapshots::Publisher;
-use crate::core::{ConnId, Input, Master, MasterState, Output};
+use crate::core::{ConnId, Input, Master, MasterState, OperatorCall, Output};
 
 /// From sessions to the driver.
 pub(super) enum ShellEvent {
@@ -26,8 +28,13 @@ pub(super) enum ShellEvent {
     /// An operator call from the HTTP API that changes the cluster; the outcome goes back
     /// on `reply`.
     Operator {
-        call: OperatorChange,
+        call: OperatorCall,
         reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+    },
+    /// An operator event stream opens (SUBSCRIBE): SUBSCRIBED, then the core's events.
+    Watch {
+        stream: mpsc::Sender<axum::body::Bytes>,
+        heartbeat: Duration,
     },
 }
 
@@ -45,13 +52,6 @@ pub(super) const REPORT_QUEUE: usize = 16_384;
 /// Reports the driver reads after each batch of control messages, when control keeps
 /// coming.
 const REPORTS_PER_CONTROL_BATCH: usize = 64;
-
-/// Operator calls that change the cluster.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum OperatorChange {
-    UpdateWeights(Vec<(String, f64)>),
-    UpdateQuota(Vec<(String, crate::registry::QuotaConfig)>),
-}
 
 /// From the driver to one session's writer. Boxed: each session's queue allocates its
 /// first block of slots up front, and with one session per agent that block is per agent.
@@ -92,16 +92,21 @@ struct Session {
 
 const TICK: Duration = Duration::from_millis(50);
 
+/// Drives `master` until the master stops or, replicated, stops leading (`leadership`);
+/// then closes every session, telling clients where the leader is in the second case.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
     mut master: Master,
-    mut events: mpsc::UnboundedReceiver<ShellEvent>,
-    mut reports: mpsc::Receiver<ReportFrame>,
-    mut published: Publisher,
-    mut stop: watch::Receiver<bool>,
+    events: &mut mpsc::UnboundedReceiver<ShellEvent>,
+    reports: &mut mpsc::Receiver<ReportFrame>,
+    published: &mut Publisher,
+    stop: &mut watch::Receiver<bool>,
+    leadership: &mut watch::Receiver<Leadership>,
     quic: SocketAddr,
     http: SocketAddr,
 ) {
     let mut sessions: HashMap<ConnId, Session> = HashMap::new();
+    let mut watchers = Watchers::default();
     let mut out = Vec::new();
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -110,14 +115,17 @@ pub(super) async fn run(
         tokio::select! {
             biased;
             _ = stop.changed() => break,
+            changed = leadership.changed() => {
+                if changed.is_err() || !leadership.borrow().serving { break }
+            }
             _ = ticker.tick() => master.tick(Instant::now(), &mut out),
             ev = events.recv() => {
                 let Some(ev) = ev else { break };
                 let now = Instant::now();
-                handle(&mut master, &mut sessions, &published, ev, now, &mut out);
+                handle(&mut master, &mut sessions, &mut watchers, published, ev, now, &mut out);
                 // Drain what is queued before dispatching, so bursts are batched.
                 while let Ok(ev) = events.try_recv() {
-                    handle(&mut master, &mut sessions, &published, ev, now, &mut out);
+                    handle(&mut master, &mut sessions, &mut watchers, published, ev, now, &mut out);
                     if out.len() > 4096 { break; }
                 }
                 // Control goes first, but never starves reports: they are agents'
@@ -138,23 +146,30 @@ pub(super) async fn run(
                 }
             }
         }
-        dispatch(&mut sessions, &mut out);
+        dispatch(&mut sessions, &mut watchers, &mut out);
+        master.set_watched(!watchers.is_empty());
         let now = Instant::now();
         if published.due(now) {
             published.publish(now, Published::new(master.state(), quic, http));
         }
     }
+    let now = *leadership.borrow();
+    let (code, reason) = if now.serving || *stop.borrow() {
+        (close::SHUTDOWN, "master shutting down".to_owned())
+    } else {
+        tracing::info!("closing {} connections: {}", sessions.len(), now.refusal());
+        (close::NOT_LEADER, now.refusal())
+    };
     for s in sessions.values() {
-        s.connection.close(
-            quinn::VarInt::from_u32(close::SHUTDOWN),
-            b"master shutting down",
-        );
+        s.connection
+            .close(quinn::VarInt::from_u32(code), reason.as_bytes());
     }
 }
 
 fn handle(
     master: &mut Master,
     sessions: &mut HashMap<ConnId, Session>,
+    watchers: &mut Watchers,
     published: &Publisher,
     ev: ShellEvent,
     now: Instant,
@@ -183,14 +198,18 @@ fn handle(
             master.handle(input, now, out);
         }
         ShellEvent::Operator { call, reply } => {
-            let result = match call {
-                OperatorChange::UpdateWeights(weights) => master.update_weights(&weights),
-                OperatorChange::UpdateQuota(configs) => master.update_quota(&configs),
-            };
+            let result = master.operator(call, now, out);
             if result.is_ok() {
                 published.stale();
             }
             let _ = reply.send(result);
+        }
+        ShellEvent::Watch { stream, heartbeat } => {
+            // What is already decided goes out first: the new stream starts from the state
+            // after it, and sees only what follows.
+            dispatch(sessions, watchers, out);
+            watchers.add(stream, &master.state(), heartbeat);
+            master.set_watched(true);
         }
     }
 }
@@ -202,7 +221,11 @@ fn handle_report(master: &mut Master, frame: ReportFrame, now: Instant, out: &mu
     master.handle_report(frame.conn, report, now, out);
 }
 
-fn dispatch(sessions: &mut HashMap<ConnId, Session>, out: &mut Vec<Output>) {
+fn dispatch(
+    sessions: &mut HashMap<ConnId, Session>,
+    watchers: &mut Watchers,
+    out: &mut Vec<Output>,
+) {
     for o in out.drain(..) {
         match o {
             Output::ToAgent { conn, msg } => {
@@ -235,6 +258,7 @@ fn dispatch(sessions: &mut HashMap<ConnId, Session>, out: &mut Vec<Output>) {
                     });
                 }
             }
+            Output::Operator(event) => watchers.publish(&event),
         }
     }
 }

@@ -14,7 +14,9 @@ use tokio::sync::watch;
 
 use super::driver::ShellEvent;
 use super::http_auth::{self, Caller};
-use super::operator::{self, Call};
+use super::leadership::Leadership;
+use super::operator::{self, Call, events};
+use super::replica::ReplicaView;
 use super::snapshots::Snapshots;
 use crate::auth::Security;
 
@@ -24,16 +26,22 @@ struct App {
     published: Snapshots,
     events: tokio::sync::mpsc::UnboundedSender<ShellEvent>,
     security: Arc<Security>,
+    /// The Raft node, for /metrics, when replicated.
+    raft: Option<ReplicaView>,
 }
 
-/// How long an operator change may wait for the core before the caller is told so.
-const CHANGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Whether this master leads (followers redirect), and its Raft node.
+pub(super) struct Routing {
+    pub leadership: watch::Receiver<Leadership>,
+    pub raft: Option<ReplicaView>,
+}
 
 pub(super) fn serve(
     listener: std::net::TcpListener,
     published: Snapshots,
     events: tokio::sync::mpsc::UnboundedSender<ShellEvent>,
     security: Arc<Security>,
+    routing: Routing,
     mut stop: watch::Receiver<bool>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -63,13 +71,27 @@ pub(super) fn serve(
             .route("/state", get(state))
             .route("/metrics", get(metrics))
             .route("/api/v1", post(operator).get(operator_get))
+            .route(
+                "/raft",
+                get(super::redirect::raft).with_state(routing.raft.clone()),
+            )
             .with_state(App {
                 published: published.clone(),
-                events,
+                events: events.clone(),
                 security: security.clone(),
+                raft: routing.raft,
             })
+            .merge(super::endpoints::router(super::endpoints::Endpoints {
+                published: published.clone(),
+                events: events.clone(),
+                security: security.clone(),
+            }))
             .merge(super::ui::router(published))
-            .layer(middleware::from_fn_with_state(security, http_auth::layer));
+            .layer(middleware::from_fn_with_state(security, http_auth::layer))
+            .layer(middleware::from_fn_with_state(
+                routing.leadership,
+                super::redirect::layer,
+            ));
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
@@ -113,37 +135,24 @@ async fn operator(
         Err(refused) => refused,
         Ok(Call::Read(kind)) => {
             let snapshot = app.published.fresh().await;
-            operator::read(&kind, &snapshot)
+            operator::read(&kind, &snapshot.state)
         }
         Ok(Call::Change(kind, call)) => {
-            let (reply, result) = tokio::sync::oneshot::channel();
-            let result = if app
+            operator::changed(kind, super::endpoints::apply(&app.events, call).await)
+        }
+        Ok(Call::Subscribe { heartbeat }) => {
+            let (stream, records) = tokio::sync::mpsc::channel(events::STREAM_QUEUE);
+            if app
                 .events
-                .send(ShellEvent::Operator { call, reply })
-                .is_err()
+                .send(ShellEvent::Watch { stream, heartbeat })
+                .is_ok()
             {
-                Err("the master is shutting down".to_owned())
-            } else {
-                match tokio::time::timeout(CHANGE_TIMEOUT, result).await {
-                    Ok(Ok(result)) => result,
-                    Ok(Err(_)) => Err("the master dropped the call".to_owned()),
-                    Err(_) => Err(format!(
-                        "no answer from the master within {CHANGE_TIMEOUT:?}"
-                    )),
-                }
-            };
-            operator::changed(kind, result)
+                return events::response(records, heartbeat);
+            }
+            operator::error(503, "the master is shutting down".to_owned())
         }
     };
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    match serde_json::to_vec_pretty(&answer.body) {
-        Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot serialize the answer: {e}\n"),
-        )
-            .into_response(),
-    }
+    answer.into_response()
 }
 
 async fn operator_get() -> Response {
@@ -156,9 +165,9 @@ async fn operator_get() -> Response {
 
 async fn metrics(State(app): State<App>) -> Response {
     let snapshot = app.published.fresh().await;
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        super::metrics::render(&snapshot.state),
-    )
-        .into_response()
+    let mut text = super::metrics::render(&snapshot.state);
+    if let Some(raft) = &app.raft {
+        text.push_str(&raft.metrics());
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -13,7 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::operator::READ_CALLS;
+use super::operator::{READ_CALLS, SUBSCRIBE};
 use crate::auth::{Action, Refusal, Security};
 
 /// The principal of an HTTP request that passed the layer (None: anonymous, when the
@@ -101,9 +101,11 @@ pub(super) fn operator_actions(body: &[u8]) -> Vec<Action> {
             .collect()
     };
     match call.get("type").and_then(Value::as_str) {
-        Some(kind) if READ_CALLS.contains(&kind) => vec![Action::GetEndpoint {
-            path: "/api/v1".to_owned(),
-        }],
+        Some(kind) if READ_CALLS.contains(&kind) || kind == SUBSCRIBE => {
+            vec![Action::GetEndpoint {
+                path: "/api/v1".to_owned(),
+            }]
+        }
         Some("UPDATE_QUOTA") => roles("/update_quota/quota_configs")
             .into_iter()
             .map(|role| Action::UpdateQuota { role })
@@ -112,8 +114,9 @@ pub(super) fn operator_actions(body: &[u8]) -> Vec<Action> {
             .into_iter()
             .map(|role| Action::UpdateWeight { role })
             .collect(),
-        // Not built yet (501), but authorized first, as Mesos does: the objects are not
-        // named, so only rules over ANY objects speak for them.
+        // The objects are not named (the framework's principal, the reservation's role),
+        // so only rules over ANY objects speak for them. RESERVE and UNRESERVE are not
+        // built yet (501), but authorized first, as Mesos does.
         Some("TEARDOWN") => vec![Action::TeardownFramework {
             framework_principal: None,
         }],
@@ -160,6 +163,12 @@ mod tests {
             operator_actions(br#"{"type": "TEARDOWN"}"#),
             vec![Action::TeardownFramework {
                 framework_principal: None
+            }]
+        );
+        assert_eq!(
+            operator_actions(br#"{"type": "SUBSCRIBE"}"#),
+            vec![Action::GetEndpoint {
+                path: "/api/v1".into()
             }]
         );
         assert!(operator_actions(b"{not json").is_empty());

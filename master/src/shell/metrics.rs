@@ -32,6 +32,16 @@ pub fn render(state: &MasterState) -> String {
         "Frameworks known to the master.",
         &[(String::new(), state.frameworks.len() as f64)],
     );
+    gauge(
+        "fleet_master_quic_connections",
+        "Open QUIC connections of agents and frameworks, registered or not yet.",
+        &[(String::new(), state.connections as f64)],
+    );
+    gauge(
+        "fleet_master_report_rate",
+        "Agent reports received per second, over the last sweep interval.",
+        &[(String::new(), state.report_rate)],
+    );
     let mut by_state: BTreeMap<&str, usize> = BTreeMap::new();
     for t in &state.tasks {
         *by_state.entry(t.state.name()).or_default() += 1;
@@ -150,5 +160,11 @@ mod tests {
             text.contains("fleet_master_allocation_run_seconds_sum 20.00145"),
             "{text}"
         );
+        for gauge in [
+            "fleet_master_quic_connections 0",
+            "fleet_master_report_rate 0",
+        ] {
+            assert!(text.contains(gauge), "{gauge} missing:\n{text}");
+        }
     }
 }

@@ -4,14 +4,20 @@
 //!
 //! Threads: one shard thread runs a tokio-uring runtime with the QUIC endpoint and the core
 //! driver; one HTTP thread serves snapshots of the state published by the driver, so a
-//! read of /state never waits on allocation.
+//! read of /state never waits on allocation. A replicated master (`replica/`) adds the
+//! Raft thread, and runs the core only while it leads (`leadership.rs`, `follower.rs`).
 
 mod driver;
+mod endpoints;
+mod follower;
 mod http;
 mod http_auth;
+mod leadership;
 mod metrics;
 mod operator;
 mod quic;
+mod redirect;
+pub mod replica;
 mod snapshots;
 mod udp;
 mod ui;
@@ -28,6 +34,8 @@ use crate::core::{Master, MasterConfig};
 use crate::registry::InMemoryRegistry;
 
 pub use driver::Published;
+pub use leadership::Leadership;
+pub use replica::{ReplicaConfig, ReplicaView};
 pub use snapshots::{PUBLISH_EVERY, Snapshots};
 pub use udp::{QUIC_SOCKET_BUFFER, grow_buffers};
 
@@ -45,6 +53,9 @@ pub struct ServerConfig {
     pub core: MasterConfig,
     /// Credentials and ACLs for frameworks and HTTP callers (default: none required).
     pub security: Arc<Security>,
+    /// The registry in a Raft group of masters, on disk (None: in memory, this master
+    /// alone, as `fleet dev` runs it).
+    pub replication: Option<ReplicaConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +70,9 @@ pub enum ServerError {
     Tls(String),
     #[error("cannot start the {0} thread: {1}")]
     Thread(&'static str, std::io::Error),
+    /// The replicated registry could not be opened (a damaged log names file and offset).
+    #[error("{0}")]
+    Registry(String),
 }
 
 /// A running master. Dropping it does not stop it; call [`MasterHandle::shutdown`].
@@ -68,6 +82,10 @@ pub struct MasterHandle {
     stop: watch::Sender<bool>,
     threads: Vec<JoinHandle<()>>,
     snapshots: Snapshots,
+    replica: Option<replica::Replica>,
+    leadership: watch::Receiver<Leadership>,
+    /// Keeps a lone master's leadership (always serving) alive.
+    _alone: Option<watch::Sender<Leadership>>,
 }
 
 impl MasterHandle {
@@ -85,11 +103,29 @@ impl MasterHandle {
         self.snapshots.fresh_blocking()
     }
 
+    /// Whether this master serves now, and where the leader is when it does not.
+    pub fn leadership(&self) -> watch::Receiver<Leadership> {
+        self.leadership.clone()
+    }
+
+    /// The Raft node's status, for a replicated master.
+    pub fn raft_status(&self) -> Option<replica::RaftStatus> {
+        self.replica.as_ref().map(|r| r.status().borrow().clone())
+    }
+
+    /// This master's Raft node id and the number of masters in its group.
+    pub fn raft_node(&self) -> Option<(u64, usize)> {
+        self.replica.as_ref().map(|r| (r.id(), r.members()))
+    }
+
     /// Stops accepting, closes every connection and joins the threads.
     pub fn shutdown(mut self) {
         let _ = self.stop.send(true);
         for t in self.threads.drain(..) {
             let _ = t.join();
+        }
+        if let Some(replica) = self.replica.take() {
+            replica.shutdown();
         }
     }
 
@@ -97,6 +133,9 @@ impl MasterHandle {
     pub fn join(mut self) {
         for t in self.threads.drain(..) {
             let _ = t.join();
+        }
+        if let Some(replica) = self.replica.take() {
+            replica.shutdown();
         }
     }
 
@@ -135,11 +174,30 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
         source,
     })?;
     let server_config = quic::server_config(&config)?;
+    let replica = match &config.replication {
+        Some(replication) => {
+            let members =
+                replica::members(quic_addr, &replication.peers).map_err(ServerError::Registry)?;
+            Some(
+                replica::Replica::start(replication, members, &config.ca_pem, &config.identity)
+                    .map_err(ServerError::Registry)?,
+            )
+        }
+        None => None,
+    };
+    let (alone, leadership) = match &replica {
+        Some(r) => (None, r.leadership()),
+        None => {
+            let (tx, rx) = watch::channel(Leadership::alone());
+            (Some(tx), rx)
+        }
+    };
+    let view = replica.as_ref().map(replica::Replica::view);
 
     let (stop, stop_rx) = watch::channel(false);
-    let master = Master::new(config.core.clone(), Box::new(InMemoryRegistry::default()));
+    let idle = Master::new(config.core.clone(), Box::new(InMemoryRegistry::default())).state();
     let (publisher, snapshots) =
-        snapshots::channel(Published::new(master.state(), quic_addr, http_addr));
+        snapshots::channel(Published::new(idle.clone(), quic_addr, http_addr));
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let (reports_tx, reports_rx) = mpsc::channel(driver::REPORT_QUEUE);
     let http_events = events_tx.clone();
@@ -147,7 +205,17 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
     let quic_security = config.security.clone();
     let http_security = config.security.clone();
 
-    let shard_stop = stop_rx.clone();
+    let core_config = config.core.clone();
+    let core_view = view.clone();
+    // A new core for each term this master leads, from the registry as committed.
+    let make_master = move || match &core_view {
+        Some(view) => Master::new(core_config.clone(), Box::new(view.registry())),
+        None => Master::new(core_config.clone(), Box::new(InMemoryRegistry::default())),
+    };
+    let (quic_leadership, mut shard_leadership) = (leadership.clone(), leadership.clone());
+    let quic_view = view.clone();
+    let mut shard_stop = stop_rx.clone();
+    let (mut events_rx, mut reports_rx, mut publisher) = (events_rx, reports_rx, publisher);
     let shard = std::thread::Builder::new()
         .name("fleet-shard-0".into())
         .spawn(move || {
@@ -165,12 +233,42 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
                     events_tx,
                     reports_tx,
                     quic_security,
+                    quic::Routing {
+                        leadership: quic_leadership,
+                        raft: quic_view,
+                    },
                     shard_stop.clone(),
                 ));
-                driver::run(
-                    master, events_rx, reports_rx, publisher, shard_stop, quic_addr, http_addr,
-                )
-                .await;
+                while !*shard_stop.borrow() {
+                    if shard_leadership.borrow().serving {
+                        let master = make_master();
+                        publisher.stale();
+                        driver::run(
+                            master,
+                            &mut events_rx,
+                            &mut reports_rx,
+                            &mut publisher,
+                            &mut shard_stop,
+                            &mut shard_leadership,
+                            quic_addr,
+                            http_addr,
+                        )
+                        .await;
+                        publisher.stale();
+                    } else {
+                        follower::wait(
+                            &mut events_rx,
+                            &mut reports_rx,
+                            &mut publisher,
+                            &mut shard_stop,
+                            &mut shard_leadership,
+                            &idle,
+                            quic_addr,
+                            http_addr,
+                        )
+                        .await;
+                    }
+                }
                 endpoint.close(
                     quinn::VarInt::from_u32(fleet_proto::frame::close::SHUTDOWN),
                     b"master shutting down",
@@ -183,9 +281,22 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
 
     let http_snapshots = snapshots.clone();
     let http_stop = stop_rx;
+    let http_leadership = leadership.clone();
     let http = std::thread::Builder::new()
         .name("fleet-http".into())
-        .spawn(move || http::serve(tcp, http_snapshots, http_events, http_security, http_stop))
+        .spawn(move || {
+            http::serve(
+                tcp,
+                http_snapshots,
+                http_events,
+                http_security,
+                http::Routing {
+                    leadership: http_leadership,
+                    raft: view,
+                },
+                http_stop,
+            )
+        })
         .map_err(|e| ServerError::Thread("http", e))?;
     tracing::info!("master HTTP on http://{http_addr}");
 
@@ -195,5 +306,8 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
         stop,
         threads: vec![shard, http],
         snapshots,
+        replica,
+        leadership,
+        _alone: alone,
     })
 }

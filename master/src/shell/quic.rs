@@ -2,13 +2,17 @@
 //! checks each stream's preamble, reads frames and hands them to the driver (a framework's
 //! calls through its `auth::FrameworkGate` first), and writes what the driver sends back.
 //! Any protocol violation closes that one connection with a reason the peer can read;
-//! everyone else is unaffected.
+//! everyone else is unaffected. Masters' Raft connections (ALPN `fleet-raft/1`, master
+//! certificates only) go to the replica; while this master does not lead, agents and
+//! frameworks are closed at once with `NOT_LEADER` and the leader's address.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use fleet_proto::frame::{self, ALPN_AGENT, ALPN_SCHEDULER, MAX_FRAME_LEN, StreamKind, close};
+use fleet_proto::frame::{
+    self, ALPN_AGENT, ALPN_RAFT, ALPN_SCHEDULER, MAX_FRAME_LEN, StreamKind, close,
+};
 use fleet_proto::messages::agent::{AgentMessage, MasterMessage, Report};
 use fleet_proto::messages::scheduler::{Call, Event};
 use fleet_proto::stream::{self, StreamError};
@@ -16,6 +20,8 @@ use fleet_proto::tls;
 use tokio::sync::{mpsc, watch};
 
 use super::driver::{Outgoing, ReportFrame, ShellEvent};
+use super::leadership::Leadership;
+use super::replica::ReplicaView;
 use super::{ServerConfig, ServerError};
 use crate::auth::{FrameworkGate, Refusal, Security, Verdict};
 use crate::core::{ConnId, Input};
@@ -26,7 +32,7 @@ pub(super) fn server_config(config: &ServerConfig) -> Result<quinn::ServerConfig
     let tls = tls::server_config(
         &config.ca_pem,
         &config.identity,
-        &[ALPN_AGENT, ALPN_SCHEDULER],
+        &[ALPN_AGENT, ALPN_SCHEDULER, ALPN_RAFT],
     )
     .map_err(|e| ServerError::Tls(e.to_string()))?;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
@@ -61,11 +67,19 @@ pub(super) fn endpoint(
     )
 }
 
+/// Where connections go besides the driver: whether this master leads, and its Raft node.
+#[derive(Clone)]
+pub(super) struct Routing {
+    pub leadership: watch::Receiver<Leadership>,
+    pub raft: Option<ReplicaView>,
+}
+
 pub(super) async fn accept_loop(
     endpoint: quinn::Endpoint,
     events: mpsc::UnboundedSender<ShellEvent>,
     reports: mpsc::Sender<ReportFrame>,
     security: Arc<Security>,
+    routing: Routing,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -76,10 +90,11 @@ pub(super) async fn accept_loop(
         let events = events.clone();
         let reports = reports.clone();
         let security = security.clone();
+        let routing = routing.clone();
         tokio::spawn(async move {
             let peer = incoming.remote_address();
             match incoming.await {
-                Ok(conn) => serve_connection(conn, events, reports, security).await,
+                Ok(conn) => serve_connection(conn, events, reports, security, routing).await,
                 Err(e) => tracing::warn!(%peer, "refused peer: {}", handshake_failure(&e)),
             }
         });
@@ -109,13 +124,23 @@ async fn serve_connection(
     events: mpsc::UnboundedSender<ShellEvent>,
     reports: mpsc::Sender<ReportFrame>,
     security: Arc<Security>,
+    routing: Routing,
 ) {
     let peer = conn.remote_address();
     let alpn = conn
         .handshake_data()
         .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
         .and_then(|d| d.protocol);
+    if matches!(alpn.as_deref(), Some(ALPN_AGENT | ALPN_SCHEDULER)) {
+        let leadership = *routing.leadership.borrow();
+        if !leadership.serves() {
+            tracing::debug!(%peer, "{}", leadership.refusal());
+            close_conn(&conn, close::NOT_LEADER, &leadership.refusal());
+            return;
+        }
+    }
     match alpn.as_deref() {
+        Some(ALPN_RAFT) => serve_raft(conn, routing.raft),
         Some(ALPN_AGENT) => {
             if conn.peer_identity().is_none() {
                 tracing::warn!(%peer, "refusing agent without a certificate of the cluster CA");
@@ -135,6 +160,39 @@ async fn serve_connection(
             close_conn(&conn, close::PROTOCOL_ERROR, "unknown application protocol");
         }
     }
+}
+
+/// Hands a peer master's Raft connection to the replica: mutual TLS proved the peer holds
+/// a certificate of the cluster CA; it must be a master's.
+fn serve_raft(conn: quinn::Connection, raft: Option<ReplicaView>) {
+    let peer = conn.remote_address();
+    let Some(raft) = raft else {
+        tracing::warn!(%peer, "refusing a Raft connection: this master is not replicated");
+        close_conn(
+            &conn,
+            close::REFUSED,
+            "this master is not replicated (no --data-dir)",
+        );
+        return;
+    };
+    let is_master = conn
+        .peer_identity()
+        .and_then(|id| {
+            id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                .ok()
+        })
+        .and_then(|chain| chain.first().map(tls::is_master_certificate))
+        .unwrap_or(false);
+    if !is_master {
+        tracing::warn!(%peer, "refusing a Raft connection without a master certificate");
+        close_conn(
+            &conn,
+            close::REFUSED,
+            "Raft peers must present a master certificate of the cluster CA",
+        );
+        return;
+    }
+    raft.serve(conn);
 }
 
 /// Ends a session: logs why, closes the connection with the reason and tells the driver.

@@ -247,6 +247,8 @@ mod tests {
             hostname: "h".to_owned(),
             http_address: http.to_owned(),
             active: true,
+            deactivated: false,
+            drain: None,
             total: Resources::new(),
             used: Resources::new(),
             offered: Resources::new(),

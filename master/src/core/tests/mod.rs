@@ -4,6 +4,8 @@
 mod agents;
 mod frameworks;
 mod offer_cycle;
+mod operator;
+mod recovery;
 mod simulation;
 
 use std::time::{Duration, Instant};
