@@ -273,11 +273,14 @@ fn operator_events(out: &[Output]) -> Vec<OperatorEvent> {
 #[test]
 fn a_watched_master_reports_tasks_agents_and_frameworks() {
     let mut sim = Sim::new();
-    let (_aconn, agent, _fconn, _fw) = running_task(&mut sim);
+    let (_aconn, agent, fconn, _fw) = running_task(&mut sim);
     assert!(
         sim.master.state().tasks.len() == 1,
         "nothing is emitted while unwatched"
     );
+    // The first framework takes no more offers, so the second one's come whatever the
+    // allocator shards decide.
+    sim.call(fconn, Call::Suppress { roles: Vec::new() });
     sim.master.set_watched(true);
     let (aconn2, agent2) = {
         let conn = sim.conn();
@@ -320,7 +323,19 @@ fn a_watched_master_reports_tasks_agents_and_frameworks() {
     };
     let mut offer = Vec::new();
     for _ in 0..5 {
-        offer = offers(&sim.advance(Duration::from_secs(1)), conn);
+        let out = sim.advance(Duration::from_secs(1));
+        // Offers the first framework still held come back declined.
+        let held: Vec<_> = offers(&out, fconn).iter().map(|o| o.id).collect();
+        if !held.is_empty() {
+            sim.call(
+                fconn,
+                Call::Decline {
+                    offer_ids: held,
+                    filters: None,
+                },
+            );
+        }
+        offer = offers(&out, conn);
         if offer.iter().any(|o| o.agent_id == agent2) {
             break;
         }
