@@ -117,18 +117,10 @@ fn tasks_reported_lost_while_their_agent_was_unreachable_are_killed_when_it_retu
     disconnect_agent(&mut sim, aconn);
     let out = sim.advance(Duration::from_secs(75));
     assert_eq!(updates(&out, fconn)[0].state, TaskState::Lost);
-    let conn = sim.conn();
-    sim.input(Input::AgentConnected {
-        conn,
-        peer: "sim".into(),
-    });
-    let out = sim.agent_says(
-        conn,
-        AgentMessage::Register {
-            agent_id: Some(agent.clone()),
-            info: Sim::agent_info("h1", "cpus:4;mem:4096"),
-            tasks: vec![running_on(&fw, &agent, "t1")],
-        },
+    let (conn, out) = sim.agent_registers(
+        Some(agent.clone()),
+        Sim::agent_info("h1", "cpus:4;mem:4096"),
+        vec![running_on(&fw, &agent, "t1")],
     );
     let kills: Vec<_> = to_agent(&out, conn)
         .into_iter()
@@ -260,18 +252,10 @@ fn reregistered_agent_without_a_task_loses_it() {
     let mut sim = Sim::new();
     let (aconn, agent, fconn, _fw) = running_task(&mut sim, false);
     disconnect_agent(&mut sim, aconn);
-    let conn = sim.conn();
-    sim.input(Input::AgentConnected {
-        conn,
-        peer: "sim".into(),
-    });
-    let out = sim.agent_says(
-        conn,
-        AgentMessage::Register {
-            agent_id: Some(agent.clone()),
-            info: Sim::agent_info("h1", "cpus:4;mem:4096"),
-            tasks: vec![],
-        },
+    let (_, out) = sim.agent_registers(
+        Some(agent.clone()),
+        Sim::agent_info("h1", "cpus:4;mem:4096"),
+        vec![],
     );
     let ups = updates(&out, fconn);
     assert_eq!(ups.len(), 1, "{out:?}");
@@ -323,19 +307,7 @@ impl Registry for Broken {
 #[test]
 fn registry_failure_refuses_agents_and_frameworks() {
     let mut sim = Sim::with(MasterConfig::default(), Box::new(Broken));
-    let conn = sim.conn();
-    sim.input(Input::AgentConnected {
-        conn,
-        peer: "sim".into(),
-    });
-    let out = sim.agent_says(
-        conn,
-        AgentMessage::Register {
-            agent_id: None,
-            info: Sim::agent_info("h", "cpus:1;mem:128"),
-            tasks: vec![],
-        },
-    );
+    let (conn, out) = sim.agent_registers(None, Sim::agent_info("h", "cpus:1;mem:128"), vec![]);
     assert!(
         matches!(&to_agent(&out, conn)[..], [MasterMessage::Refused { reason }] if reason.contains("no quorum")),
         "{out:?}"

@@ -82,12 +82,14 @@ impl Sim {
         self.register_agent(None, Self::agent_info(hostname, resources), Vec::new())
     }
 
-    pub fn register_agent(
+    /// Connects an agent and sends REGISTER; returns the connection and whatever the
+    /// master answered (a refusal included).
+    pub fn agent_registers(
         &mut self,
         id: Option<AgentId>,
         info: AgentInfo,
         tasks: Vec<RunningTask>,
-    ) -> (ConnId, AgentId) {
+    ) -> (ConnId, Vec<Output>) {
         let conn = self.conn();
         self.input(Input::AgentConnected {
             conn,
@@ -101,6 +103,16 @@ impl Sim {
                 tasks,
             },
         });
+        (conn, out)
+    }
+
+    pub fn register_agent(
+        &mut self,
+        id: Option<AgentId>,
+        info: AgentInfo,
+        tasks: Vec<RunningTask>,
+    ) -> (ConnId, AgentId) {
+        let (conn, out) = self.agent_registers(id, info, tasks);
         let id = to_agent(&out, conn)
             .into_iter()
             .find_map(|m| match m {

@@ -239,18 +239,10 @@ fn a_gone_agent_loses_its_tasks_and_may_not_come_back() {
     assert_eq!(state.gone_agents, vec![agent.clone()]);
 
     // Its id is refused, with the reason.
-    let conn = sim.conn();
-    sim.input(Input::AgentConnected {
-        conn,
-        peer: "sim".into(),
-    });
-    let out = sim.agent_says(
-        conn,
-        AgentMessage::Register {
-            agent_id: Some(agent.clone()),
-            info: Sim::agent_info("h1", "cpus:4;mem:4096"),
-            tasks: Vec::new(),
-        },
+    let (conn, out) = sim.agent_registers(
+        Some(agent.clone()),
+        Sim::agent_info("h1", "cpus:4;mem:4096"),
+        Vec::new(),
     );
     assert!(
         matches!(&to_agent(&out, conn)[..], [MasterMessage::Refused { reason }] if reason.contains("marked gone")),
@@ -283,19 +275,8 @@ fn a_watched_master_reports_tasks_agents_and_frameworks() {
     sim.call(fconn, Call::Suppress { roles: Vec::new() });
     sim.master.set_watched(true);
     let (aconn2, agent2) = {
-        let conn = sim.conn();
-        sim.input(Input::AgentConnected {
-            conn,
-            peer: "sim".into(),
-        });
-        let out = sim.agent_says(
-            conn,
-            AgentMessage::Register {
-                agent_id: None,
-                info: Sim::agent_info("h2", "cpus:4;mem:4096"),
-                tasks: Vec::new(),
-            },
-        );
+        let (conn, out) =
+            sim.agent_registers(None, Sim::agent_info("h2", "cpus:4;mem:4096"), Vec::new());
         let events = operator_events(&out);
         let Some(OperatorEvent::AgentAdded(added)) = events.first() else {
             panic!("{out:?}");
@@ -432,18 +413,10 @@ fn a_machine_down_for_maintenance_loses_its_agents_until_it_is_up() {
     assert!(cancel.unwrap_err().contains("is down"));
 
     // Agents from it are refused, whatever their id.
-    let conn = sim.conn();
-    sim.input(Input::AgentConnected {
-        conn,
-        peer: "sim".into(),
-    });
-    let out = sim.agent_says(
-        conn,
-        AgentMessage::Register {
-            agent_id: Some(agent),
-            info: Sim::agent_info("h1", "cpus:4;mem:4096"),
-            tasks: Vec::new(),
-        },
+    let (conn, out) = sim.agent_registers(
+        Some(agent),
+        Sim::agent_info("h1", "cpus:4;mem:4096"),
+        Vec::new(),
     );
     assert!(
         matches!(&to_agent(&out, conn)[..], [MasterMessage::Refused { reason }] if reason.contains("down for maintenance")),
