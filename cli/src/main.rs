@@ -80,6 +80,10 @@ enum Command {
     Reactivate(operator::AgentArgs),
     /// Remove an agent for good: its tasks TASK_GONE_BY_OPERATOR (MARK_AGENT_GONE).
     MarkGone(operator::AgentArgs),
+    /// Reserve an agent's unreserved resources for a role (RESERVE_RESOURCES).
+    Reserve(operator::ReserveArgs),
+    /// Make dynamically reserved resources unreserved again (UNRESERVE_RESOURCES).
+    Unreserve(operator::UnreserveArgs),
     /// Print the master's events as they happen (the operator SUBSCRIBE stream).
     #[command(alias = "watch")]
     Events(operator::EventsArgs),
@@ -292,6 +296,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             operator::agent(fleet_client::calls::AgentCall::Reactivate, args)
         }
         Command::MarkGone(args) => operator::agent(fleet_client::calls::AgentCall::MarkGone, args),
+        Command::Reserve(args) => operator::reserve(args),
+        Command::Unreserve(args) => operator::unreserve(args),
         Command::Events(args) => operator::events(args),
         Command::Certs(args) => certs_command(args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),

@@ -1,6 +1,6 @@
 //! The operator commands that change the cluster or watch it: `fleet teardown`, `fleet
-//! kill`, `fleet drain`, `fleet deactivate`, `fleet reactivate`, `fleet mark-gone` and
-//! `fleet events`. Flags in, calls to fleet-client out.
+//! kill`, `fleet drain`, `fleet deactivate`, `fleet reactivate`, `fleet mark-gone`, `fleet
+//! reserve`, `fleet unreserve` and `fleet events`. Flags in, calls to fleet-client out.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -87,6 +87,30 @@ pub struct DrainArgs {
 pub struct AgentArgs {
     /// The agent's id (see `fleet agents`).
     agent: String,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Args)]
+pub struct ReserveArgs {
+    /// The agent's id (see `fleet agents`).
+    agent: String,
+    /// What to reserve, each entry for its role: 'cpus(web):2;mem(web):1024'. Recorded
+    /// under the caller's principal (--principal of the credentials).
+    resources: String,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Args)]
+pub struct UnreserveArgs {
+    /// The agent's id (see `fleet agents`).
+    agent: String,
+    /// What to make unreserved again, as reserved: 'cpus(web):2'.
+    resources: String,
+    /// Take only reservations made by this principal (default: any).
+    #[arg(long = "reserved-by")]
+    reserved_by: Option<String>,
     #[command(flatten)]
     target: Target,
 }
@@ -236,6 +260,59 @@ pub fn agent(call: AgentCall, args: AgentArgs) -> Result<ExitCode> {
         &mut std::io::stdout(),
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `fleet reserve` and `fleet unreserve`: the call, then the agent's reservations as the
+/// master has them.
+fn reservation(
+    reserve: bool,
+    agent: &str,
+    text: &str,
+    principal: Option<&str>,
+    target: &Target,
+) -> Result<ExitCode> {
+    let resources =
+        fleet_proto::resources::Resources::parse(text).map_err(|e| ClientError::InvalidOption {
+            option: "RESOURCES",
+            reason: format!("{text:?}: {e}"),
+        })?;
+    let (http, credential) = target.resolve()?;
+    let body = calls::reservation(reserve, agent, &resources, principal);
+    let answer = fleet_client::operator::call_as(http, &body, credential.as_ref())?;
+    let state = fleet_client::operator::status_as(http, credential.as_ref())?;
+    let total = state["agents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["id"] == agent)
+        .map(|a| a["total"].clone())
+        .unwrap_or(Value::Null);
+    let total_text = serde_json::from_value::<fleet_proto::resources::Resources>(total.clone())
+        .map(|r| r.to_string())
+        .unwrap_or_default();
+    let verb = if reserve { "reserved" } else { "unreserved" };
+    calls::print_done(
+        &format!("agent {agent}: {verb} {resources}; its resources now: {total_text}"),
+        &answer,
+        json!({ "agent_id": agent, "resources": resources, "total": total }),
+        target.json,
+        &mut std::io::stdout(),
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn reserve(args: ReserveArgs) -> Result<ExitCode> {
+    reservation(true, &args.agent, &args.resources, None, &args.target)
+}
+
+pub fn unreserve(args: UnreserveArgs) -> Result<ExitCode> {
+    reservation(
+        false,
+        &args.agent,
+        &args.resources,
+        args.reserved_by.as_deref(),
+        &args.target,
+    )
 }
 
 pub fn events(args: EventsArgs) -> Result<ExitCode> {

@@ -1,5 +1,6 @@
 //! Operator calls that change the cluster, as `fleet teardown`, `fleet kill`, `fleet drain`,
-//! `fleet deactivate`, `fleet reactivate` and `fleet mark-gone` send them: their bodies in
+//! `fleet deactivate`, `fleet reactivate`, `fleet mark-gone`, `fleet reserve` and `fleet
+//! unreserve` send them: their bodies in
 //! the JSON of Mesos' v1 operator API (KILL_TASK is Fleet's own), where a task or an agent
 //! stands in the master's `/state`, and what is printed once the master agreed.
 
@@ -44,6 +45,31 @@ pub fn drain_agent(agent: &str, max_grace: Option<Duration>, mark_gone: bool) ->
         drain["max_grace_period"] = nanoseconds(grace);
     }
     json!({ "type": "DRAIN_AGENT", "drain_agent": drain })
+}
+
+/// RESERVE_RESOURCES (`reserve`) or UNRESERVE_RESOURCES of `resources` on `agent`, each
+/// entry reserved for its role (`cpus(web):2` in the text syntax). With `principal`, each
+/// entry's reservation names it (UNRESERVE: only that principal's reservations).
+pub fn reservation(
+    reserve: bool,
+    agent: &str,
+    resources: &fleet_proto::resources::Resources,
+    principal: Option<&str>,
+) -> Value {
+    let mut list = serde_json::to_value(resources).unwrap_or(Value::Null);
+    if let (Some(principal), Some(entries)) = (principal, list.as_array_mut()) {
+        for entry in entries {
+            let role = entry.get("role").cloned().unwrap_or(Value::Null);
+            entry["reservations"] =
+                json!([{ "type": "DYNAMIC", "role": role, "principal": principal }]);
+        }
+    }
+    let (kind, field) = if reserve {
+        ("RESERVE_RESOURCES", "reserve_resources")
+    } else {
+        ("UNRESERVE_RESOURCES", "unreserve_resources")
+    };
+    json!({ "type": kind, field: { "agent_id": id(agent), "resources": list } })
 }
 
 /// An operator call that names only an agent.

@@ -176,7 +176,9 @@ async fn run_launches_one_task_and_exits_with_its_code() {
         let Call::Accept { operations, .. } = next_call(&mut recv).await else {
             panic!("expected ACCEPT");
         };
-        let Operation::Launch { tasks } = &operations[0];
+        let Operation::Launch { tasks } = &operations[0] else {
+            panic!("expected LAUNCH: {operations:?}");
+        };
         let task = tasks[0].clone();
         assert_eq!(
             task.resources,

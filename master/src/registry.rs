@@ -42,6 +42,24 @@ impl QuotaConfig {
     }
 }
 
+/// Resources reserved dynamically on one agent for one principal (RESERVE_RESOURCES by an
+/// operator, or a framework's RESERVE): each entry carries the role it is reserved for.
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    serde::Serialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+pub struct Reservation {
+    /// Who reserved them (the operator's or the framework's principal), if known.
+    pub principal: Option<String>,
+    pub resources: Resources,
+}
+
 /// One change to the registry: what a Raft log entry carries. Its serde form is its rkyv
 /// archive as bytes (`state_machine.rs`): the proto types it holds serialize to Mesos
 /// JSON with serde, which a positional format such as the log's postcard cannot carry.
@@ -72,6 +90,11 @@ pub enum RegistryOp {
         role: String,
         quota: QuotaConfig,
     },
+    /// Replaces the dynamic reservations on an agent; none removes them.
+    SetReservations {
+        agent: AgentId,
+        reservations: Vec<Reservation>,
+    },
 }
 
 impl RegistryOp {
@@ -89,6 +112,9 @@ impl RegistryOp {
                 format!("remove the quota of role '{role}'")
             }
             RegistryOp::SetQuota { role, .. } => format!("set the quota of role '{role}'"),
+            RegistryOp::SetReservations { agent, .. } => {
+                format!("set the reservations on agent {agent}")
+            }
         }
     }
 }
@@ -100,6 +126,9 @@ pub struct RegistryState {
     pub frameworks: BTreeMap<FrameworkId, FrameworkInfo>,
     pub weights: BTreeMap<String, f64>,
     pub quotas: BTreeMap<String, QuotaConfig>,
+    /// Dynamic reservations per agent (an agent's own `--resources` may reserve statically;
+    /// those are not here).
+    pub reservations: BTreeMap<AgentId, Vec<Reservation>>,
 }
 
 impl RegistryState {
@@ -111,6 +140,7 @@ impl RegistryState {
             }
             RegistryOp::RemoveAgent { id } => {
                 self.agents.remove(&id);
+                self.reservations.remove(&id);
             }
             RegistryOp::AddFramework { id, info } => {
                 self.frameworks.insert(id, info);
@@ -126,6 +156,16 @@ impl RegistryState {
                     self.quotas.remove(&role);
                 } else {
                     self.quotas.insert(role, quota);
+                }
+            }
+            RegistryOp::SetReservations {
+                agent,
+                reservations,
+            } => {
+                if reservations.is_empty() {
+                    self.reservations.remove(&agent);
+                } else {
+                    self.reservations.insert(agent, reservations);
                 }
             }
         }

@@ -59,7 +59,7 @@ fn read_calls_show_the_agent_and_a_finished_task() -> Result<()> {
 }
 
 #[test]
-fn malformed_unknown_and_unbuilt_calls_are_refused_clearly() -> Result<()> {
+fn malformed_and_unknown_calls_are_refused_clearly() -> Result<()> {
     let dev = Dev::start(&[])?;
     let port = dev.port;
     let (status, body) = http(
@@ -84,8 +84,8 @@ fn malformed_unknown_and_unbuilt_calls_are_refused_clearly() -> Result<()> {
         "/api/v1",
         r#"{"type": "RESERVE_RESOURCES"}"#,
     )?;
-    assert_eq!(status, 501, "{body}");
-    assert!(body.contains("RESERVE_RESOURCES"), "{body}");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("reserve_resources"), "{body}");
     let (status, body) = http(
         ([127, 0, 0, 1], port).into(),
         "POST",

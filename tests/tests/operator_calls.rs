@@ -267,9 +267,14 @@ fn malformed_and_impossible_calls_are_refused_naming_the_problem() -> Result<()>
             "heartbeat_interval_seconds",
         ),
         (
-            r#"{"type": "RESERVE_RESOURCES"}"#,
-            501,
-            "dynamic reservations",
+            r#"{"type": "RESERVE_RESOURCES", "reserve_resources": {"agent_id": {"value": "A-nope"}, "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 1}}]}}"#,
+            400,
+            "names no role",
+        ),
+        (
+            r#"{"type": "RESERVE_RESOURCES", "reserve_resources": {"agent_id": {"value": "A-nope"}, "resources": {"cpus": 1}}}"#,
+            400,
+            "reserve_resources.resources must be a list",
         ),
     ] {
         let (got, answer) = http(dev.addr(), "POST", "/api/v1", body)?;

@@ -69,7 +69,9 @@ fn a_task_that_exits_3_ends_the_run_with_3() {
         panic!("{steps:?}");
     };
     assert_eq!(offer_ids, &vec![OfferId { shard: 0, seq: 2 }]);
-    let Operation::Launch { tasks } = &operations[0];
+    let Operation::Launch { tasks } = &operations[0] else {
+        panic!("{operations:?}");
+    };
     assert_eq!(tasks[0].task_id, id);
     assert_eq!(tasks[0].resources.to_string(), "cpus:0.1;mem:128");
     assert!(

@@ -360,6 +360,93 @@ impl Allocator {
         self.filters.clear_agent(id);
     }
 
+    /// Replaces an agent's total, keeping what frameworks hold there: a dynamic reservation
+    /// made or undone on resources nobody holds. Fails, changing nothing, if what is
+    /// allocated on the agent does not fit in `total`.
+    pub fn set_agent_total(
+        &mut self,
+        id: &AgentId,
+        total: Resources,
+    ) -> Result<(), AllocatorError> {
+        let Some(agent) = self.agents.get(id) else {
+            return Ok(());
+        };
+        let Some(available) = total.checked_sub(&agent.allocated) else {
+            return Err(AllocatorError::Overallocated {
+                agent: id.clone(),
+                allocated: agent.allocated.clone(),
+                total,
+            });
+        };
+        let (before, after) = (Quantities::of(&agent.total), Quantities::of(&total));
+        let unreserved_before = Quantities::of_unreserved(&agent.total);
+        let unreserved_after = Quantities::of_unreserved(&total);
+        if let Some(view) = &mut self.shared {
+            view.register(&after)
+                .map_err(|source| AllocatorError::TooManyNames {
+                    agent: id.clone(),
+                    source,
+                })?;
+            view.add_total(&before, -1);
+            view.add_total(&after, 1);
+            view.add_unreserved(&unreserved_before, false, -1);
+            view.add_unreserved(&unreserved_after, false, 1);
+        }
+        self.total.subtract(&before);
+        self.total.add(&after);
+        self.unreserved_total.subtract(&unreserved_before);
+        self.unreserved_total.add(&unreserved_after);
+        if let Some(agent) = self.agents.get_mut(id) {
+            agent.offerable =
+                total.cpus() > Scalar::default() || total.mem_mb() > Scalar::default();
+            agent.total = total;
+            agent.available = available;
+            agent.version += 1;
+        }
+        self.total_changed();
+        Ok(())
+    }
+
+    /// Applies a framework's RESERVE or UNRESERVE to resources it holds on `agent` in
+    /// `role` (an accepted offer): `from` becomes `to` (the same amounts, reserved
+    /// differently) in its allocation and in the agent's total. Fails, changing nothing, if
+    /// the framework does not hold `from` there in that role.
+    pub fn update_allocation(
+        &mut self,
+        framework: &FrameworkId,
+        role: &str,
+        agent: &AgentId,
+        from: &Resources,
+        to: &Resources,
+    ) -> Result<(), AllocatorError> {
+        let Some(state) = self.agents.get(agent) else {
+            return Ok(());
+        };
+        let held = state
+            .allocations
+            .get(&(framework.clone(), role.to_owned()))
+            .cloned()
+            .unwrap_or_default();
+        if !held.contains(from) {
+            return Err(AllocatorError::NotAllocated {
+                framework: framework.clone(),
+                agent: agent.clone(),
+                resources: from.clone(),
+                held,
+            });
+        }
+        let mut total = state.total.clone();
+        total.subtract(from);
+        total.add(to);
+        self.untrack(framework, role, agent, from);
+        if let Err(e) = self.set_agent_total(agent, total) {
+            self.track(framework, role, agent, from);
+            return Err(e);
+        }
+        self.track(framework, role, agent, to);
+        Ok(())
+    }
+
     /// Stops offers from the agent (it disconnected); its resources stay accounted.
     pub fn deactivate_agent(&mut self, id: &AgentId) {
         if let Some(agent) = self.agents.get_mut(id) {

@@ -1,5 +1,6 @@
 //! Property tests of the allocator: random sequences of agents, frameworks, roles,
-//! reservations, suppressions, declines, launches and task ends, checked after every step
+//! reservations (static, and dynamic ones made and undone by an operator or by a framework
+//! on its offer), suppressions, declines, launches and task ends, checked after every step
 //! against a model of who holds what. Deterministic: proptest's seed is fixed per run by
 //! its configuration, and every failure shrinks to a minimal sequence.
 
@@ -40,6 +41,13 @@ trait Subject {
     fn check(&self) -> Result<(), String>;
     fn allocated_on(&self, agent: &AgentId) -> Option<Resources>;
     fn set_quota(&mut self, role: &str, quota: Quota) -> Result<(), AllocatorError>;
+    fn set_agent_total(&mut self, id: &AgentId, total: Resources) -> Result<(), AllocatorError>;
+    fn update_allocation(
+        &mut self,
+        offer: &Allocation,
+        from: &Resources,
+        to: &Resources,
+    ) -> Result<(), AllocatorError>;
 }
 
 macro_rules! subject {
@@ -107,6 +115,28 @@ macro_rules! subject {
             fn set_quota(&mut self, role: &str, quota: Quota) -> Result<(), AllocatorError> {
                 <$type>::set_quota(self, role, quota)
             }
+            fn set_agent_total(
+                &mut self,
+                id: &AgentId,
+                total: Resources,
+            ) -> Result<(), AllocatorError> {
+                <$type>::set_agent_total(self, id, total)
+            }
+            fn update_allocation(
+                &mut self,
+                offer: &Allocation,
+                from: &Resources,
+                to: &Resources,
+            ) -> Result<(), AllocatorError> {
+                <$type>::update_allocation(
+                    self,
+                    &offer.framework_id,
+                    &offer.role,
+                    &offer.agent_id,
+                    from,
+                    to,
+                )
+            }
         }
     };
 }
@@ -166,7 +196,8 @@ enum Op {
         seconds: u64,
     },
     /// Answer the oldest outstanding offer: 0 decline, 1 launch a small task, 2 give all
-    /// back with no filter.
+    /// back with no filter, 3 reserve half a cpu of it for the offer's role and launch a
+    /// task on that.
     Answer {
         how: u8,
         refuse: u64,
@@ -177,6 +208,13 @@ enum Op {
     Limit {
         role: usize,
         cpus: u8,
+    },
+    /// An operator reserves one free unreserved cpu of an agent for a role, or makes one
+    /// free cpu reserved for it unreserved.
+    Reserve {
+        agent: usize,
+        role: usize,
+        unreserve: bool,
     },
 }
 
@@ -195,9 +233,11 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(framework, role)| Op::Suppress { framework, role }),
         1 => (0..4usize).prop_map(|framework| Op::Revive { framework }),
         4 => (0..4u64).prop_map(|seconds| Op::Allocate { seconds }),
-        5 => (0..3u8, 0..10u64).prop_map(|(how, refuse)| Op::Answer { how, refuse }),
+        5 => (0..4u8, 0..10u64).prop_map(|(how, refuse)| Op::Answer { how, refuse }),
         2 => Just(Op::EndTask),
         1 => (0..ROLES.len(), 0..8u8).prop_map(|(role, cpus)| Op::Limit { role, cpus }),
+        2 => (0..6usize, 0..ROLES.len(), any::<bool>())
+            .prop_map(|(agent, role, unreserve)| Op::Reserve { agent, role, unreserve }),
     ]
 }
 
@@ -286,11 +326,12 @@ fn check_offer(model: &Model, offer: &Allocation) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// Runs one sequence; returns how many offers it saw, and how many of them carried
-/// reserved resources.
-fn run(ops: Vec<Op>, a: &mut impl Subject) -> Result<(usize, usize), TestCaseError> {
+/// Runs one sequence; returns how many offers it saw, how many of them carried reserved
+/// resources, and how many dynamic reservations were made or undone.
+fn run(ops: Vec<Op>, a: &mut impl Subject) -> Result<(usize, usize, usize), TestCaseError> {
     let mut offers_seen = 0;
     let mut reserved_seen = 0;
+    let mut conversions = 0;
     let base = Instant::now();
     let mut now = base;
     let mut m = Model::default();
@@ -402,9 +443,29 @@ fn run(ops: Vec<Op>, a: &mut impl Subject) -> Result<(usize, usize), TestCaseErr
                 if m.offers.is_empty() {
                     continue;
                 }
-                let offer = m.offers.remove(0);
+                let mut offer = m.offers.remove(0);
+                let half =
+                    Resources::parse("cpus:0.5").map_err(|e| TestCaseError::fail(e.to_string()))?;
                 let keep = if how == 1 && offer.resources.contains(&task) {
                     task.clone()
+                } else if how == 3
+                    && offer.role != super::DEFAULT_ROLE
+                    && offer.resources.contains(&half)
+                {
+                    // A framework's RESERVE: the same amount, now reserved for its role,
+                    // in its allocation and in the agent's total.
+                    let reserved = half.with_role(&offer.role);
+                    a.update_allocation(&offer, &half, &reserved)
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    offer.resources.subtract(&half);
+                    offer.resources.add(&reserved);
+                    conversions += 1;
+                    let index = (0..6).find(|i| agent_id(*i) == offer.agent_id);
+                    if let Some(total) = index.and_then(|i| m.agents.get_mut(&i)) {
+                        total.subtract(&half);
+                        total.add(&reserved);
+                    }
+                    reserved
                 } else {
                     Resources::new()
                 };
@@ -436,6 +497,35 @@ fn run(ops: Vec<Op>, a: &mut impl Subject) -> Result<(usize, usize), TestCaseErr
                     m.limits.insert(role, i64::from(cpus) * 1_000);
                 }
             }
+            Op::Reserve {
+                agent,
+                role,
+                unreserve,
+            } => {
+                let Some(total) = m.agents.get(&agent).cloned() else {
+                    continue;
+                };
+                let id = agent_id(agent);
+                let free = total.checked_sub(&m.held_on(&id)).unwrap_or_default();
+                let reserved = Resources::parse(&format!("cpus({}):1", ROLES[role]))
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let flat = reserved.flatten();
+                let (from, to) = if unreserve {
+                    (reserved, flat)
+                } else {
+                    (flat, reserved)
+                };
+                if !free.contains(&from) {
+                    continue;
+                }
+                let mut new_total = total;
+                new_total.subtract(&from);
+                new_total.add(&to);
+                a.set_agent_total(&id, new_total.clone())
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                m.agents.insert(agent, new_total);
+                conversions += 1;
+            }
             Op::EndTask => {
                 if m.tasks.is_empty() {
                     continue;
@@ -455,7 +545,7 @@ fn run(ops: Vec<Op>, a: &mut impl Subject) -> Result<(usize, usize), TestCaseErr
             prop_assert_eq!(a.allocated_on(&id), Some(held.clone()), "agent {}", id);
         }
     }
-    Ok((offers_seen, reserved_seen))
+    Ok((offers_seen, reserved_seen, conversions))
 }
 
 /// Runs 256 random sequences against allocators from `make`.
@@ -464,19 +554,27 @@ fn check_sequences<A: Subject>(make: impl Fn() -> A) {
         cases: 256,
         ..ProptestConfig::default()
     });
-    let offers = std::cell::Cell::new((0usize, 0usize));
+    let offers = std::cell::Cell::new((0usize, 0usize, 0usize));
     let result = runner.run(&proptest::collection::vec(op(), 1..120), |ops| {
-        let (seen, reserved) = run(ops, &mut make())?;
-        let (all, with_reserved) = offers.get();
-        offers.set((all + seen, with_reserved + reserved));
+        let (seen, reserved, converted) = run(ops, &mut make())?;
+        let (all, with_reserved, conversions) = offers.get();
+        offers.set((
+            all + seen,
+            with_reserved + reserved,
+            conversions + converted,
+        ));
         Ok(())
     });
     if let Err(e) = result {
         panic!("{e}");
     }
     // The sequences must exercise what they check.
-    let (all, with_reserved) = offers.get();
+    let (all, with_reserved, conversions) = offers.get();
     assert!(all > 1_000, "only {all} offers over all sequences");
+    assert!(
+        conversions > 100,
+        "only {conversions} dynamic reservations made or undone"
+    );
     assert!(
         with_reserved > 50,
         "only {with_reserved} offers with reserved resources"

@@ -125,6 +125,26 @@ impl Shards {
         self.owner(id).remove_agent(id);
     }
 
+    pub fn set_agent_total(
+        &mut self,
+        id: &AgentId,
+        total: Resources,
+    ) -> Result<(), AllocatorError> {
+        self.owner(id).set_agent_total(id, total)
+    }
+
+    pub fn update_allocation(
+        &mut self,
+        framework: &FrameworkId,
+        role: &str,
+        agent: &AgentId,
+        from: &Resources,
+        to: &Resources,
+    ) -> Result<(), AllocatorError> {
+        self.owner(agent)
+            .update_allocation(framework, role, agent, from, to)
+    }
+
     pub fn deactivate_agent(&mut self, id: &AgentId) {
         self.owner(id).deactivate_agent(id);
     }

@@ -29,6 +29,24 @@ pub enum Action {
     UnreserveResources { reserver_principal: Option<String> },
     /// An HTTP read: a GET of a path, or a read call of /api/v1 (`get_endpoints`, `paths`).
     GetEndpoint { path: String },
+    /// KILL_TASK, Fleet's own call (`kill_tasks`, objects `framework_principals`; the
+    /// task's framework is not named, so only ANY and NONE rules speak for it).
+    KillTask,
+    /// DRAIN_AGENT (`drain_agents`, objects `agents`: agent ids).
+    DrainAgent { agent: String },
+    /// DEACTIVATE_AGENT (`deactivate_agents`, `agents`).
+    DeactivateAgent { agent: String },
+    /// REACTIVATE_AGENT (`reactivate_agents`, `agents`).
+    ReactivateAgent { agent: String },
+    /// MARK_AGENT_GONE (`mark_agents_gone`, `agents`).
+    MarkAgentGone { agent: String },
+    /// UPDATE_MAINTENANCE_SCHEDULE, POST /maintenance/schedule
+    /// (`update_maintenance_schedules`, objects `machines`, not named).
+    UpdateMaintenanceSchedule,
+    /// START_MAINTENANCE, /machine/down (`start_maintenances`, `machines`, not named).
+    StartMaintenance,
+    /// STOP_MAINTENANCE, /machine/up (`stop_maintenances`, `machines`, not named).
+    StopMaintenance,
 }
 
 impl Action {
@@ -41,6 +59,14 @@ impl Action {
             Action::ReserveResources { .. } => Category::ReserveResources,
             Action::UnreserveResources { .. } => Category::UnreserveResources,
             Action::GetEndpoint { .. } => Category::GetEndpoints,
+            Action::KillTask => Category::KillTasks,
+            Action::DrainAgent { .. } => Category::DrainAgents,
+            Action::DeactivateAgent { .. } => Category::DeactivateAgents,
+            Action::ReactivateAgent { .. } => Category::ReactivateAgents,
+            Action::MarkAgentGone { .. } => Category::MarkAgentsGone,
+            Action::UpdateMaintenanceSchedule => Category::UpdateMaintenanceSchedules,
+            Action::StartMaintenance => Category::StartMaintenances,
+            Action::StopMaintenance => Category::StopMaintenances,
         }
     }
 
@@ -50,6 +76,14 @@ impl Action {
             | Action::UpdateQuota { role }
             | Action::UpdateWeight { role } => Some(role),
             Action::GetEndpoint { path } => Some(path),
+            Action::DrainAgent { agent }
+            | Action::DeactivateAgent { agent }
+            | Action::ReactivateAgent { agent }
+            | Action::MarkAgentGone { agent } => Some(agent),
+            Action::KillTask
+            | Action::UpdateMaintenanceSchedule
+            | Action::StartMaintenance
+            | Action::StopMaintenance => None,
             Action::TeardownFramework {
                 framework_principal: object,
             }
@@ -80,6 +114,14 @@ impl std::fmt::Display for Action {
             } => write!(f, "unreserve resources reserved by '{p}'"),
             Action::UnreserveResources { .. } => write!(f, "unreserve resources"),
             Action::GetEndpoint { path } => write!(f, "read {path}"),
+            Action::KillTask => write!(f, "kill tasks"),
+            Action::DrainAgent { agent } => write!(f, "drain agent {agent}"),
+            Action::DeactivateAgent { agent } => write!(f, "deactivate agent {agent}"),
+            Action::ReactivateAgent { agent } => write!(f, "reactivate agent {agent}"),
+            Action::MarkAgentGone { agent } => write!(f, "mark agent {agent} gone"),
+            Action::UpdateMaintenanceSchedule => write!(f, "update the maintenance schedule"),
+            Action::StartMaintenance => write!(f, "start maintenance (machines down)"),
+            Action::StopMaintenance => write!(f, "stop maintenance (machines up)"),
         }
     }
 }
@@ -94,10 +136,18 @@ enum Category {
     ReserveResources,
     UnreserveResources,
     GetEndpoints,
+    KillTasks,
+    DrainAgents,
+    DeactivateAgents,
+    ReactivateAgents,
+    MarkAgentsGone,
+    UpdateMaintenanceSchedules,
+    StartMaintenances,
+    StopMaintenances,
 }
 
 /// (key in the file, category, the rule's object field).
-const CATEGORIES: [(&str, Category, &str); 8] = [
+const CATEGORIES: [(&str, Category, &str); 16] = [
     ("register_frameworks", Category::RegisterFrameworks, "roles"),
     ("update_quotas", Category::UpdateQuotas, "roles"),
     ("set_quotas", Category::UpdateQuotas, "roles"),
@@ -114,6 +164,22 @@ const CATEGORIES: [(&str, Category, &str); 8] = [
         "reserver_principals",
     ),
     ("get_endpoints", Category::GetEndpoints, "paths"),
+    ("kill_tasks", Category::KillTasks, "framework_principals"),
+    ("drain_agents", Category::DrainAgents, "agents"),
+    ("deactivate_agents", Category::DeactivateAgents, "agents"),
+    ("reactivate_agents", Category::ReactivateAgents, "agents"),
+    ("mark_agents_gone", Category::MarkAgentsGone, "agents"),
+    (
+        "update_maintenance_schedules",
+        Category::UpdateMaintenanceSchedules,
+        "machines",
+    ),
+    (
+        "start_maintenances",
+        Category::StartMaintenances,
+        "machines",
+    ),
+    ("stop_maintenances", Category::StopMaintenances, "machines"),
 ];
 
 /// A set of principals or objects in a rule.
@@ -375,6 +441,39 @@ mod tests {
         assert!(acls.allows(Some("admin"), &teardown(None)));
         assert!(!acls.allows(None, &teardown(Some("web"))));
         assert!(acls.allows(None, &Action::UpdateWeight { role: "a".into() }));
+    }
+
+    #[test]
+    fn agent_and_maintenance_calls_have_their_own_rules() {
+        let acls = Acls::parse(
+            r#"{
+              "permissive": false,
+              "drain_agents": [{"principals": {"values": ["ops"]}, "agents": {"values": ["A-1"]}}],
+              "mark_agents_gone": [{"principals": {"values": ["admin"]}, "agents": {"type": "ANY"}}],
+              "start_maintenances": [{"principals": {"values": ["ops"]}, "machines": {"type": "ANY"}}],
+              "kill_tasks": [{"principals": {"type": "ANY"}, "framework_principals": {"type": "ANY"}}]
+            }"#,
+        )
+        .unwrap();
+        let drain = |agent: &str| Action::DrainAgent {
+            agent: agent.into(),
+        };
+        assert!(acls.allows(Some("ops"), &drain("A-1")));
+        assert!(!acls.allows(Some("ops"), &drain("A-2")));
+        let gone = Action::MarkAgentGone {
+            agent: "A-1".into(),
+        };
+        assert!(acls.allows(Some("admin"), &gone));
+        assert!(!acls.allows(Some("ops"), &gone));
+        assert!(acls.allows(Some("ops"), &Action::StartMaintenance));
+        assert!(!acls.allows(Some("ops"), &Action::StopMaintenance));
+        assert!(acls.allows(None, &Action::KillTask));
+        assert!(!acls.allows(
+            Some("ops"),
+            &Action::DeactivateAgent {
+                agent: "A-1".into()
+            }
+        ));
     }
 
     #[test]

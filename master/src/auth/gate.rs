@@ -2,10 +2,14 @@
 //! SUBSCRIBE through to the core only when its principal is proven (where the master
 //! requires it) and may register in every role the framework asks for. The principal that
 //! passed is written into the FrameworkInfo, as Mesos records the authenticated principal.
+//! RESERVE and UNRESERVE operations of an ACCEPT are authorized against that principal
+//! (`reserve_resources` on each role, `unreserve_resources`); one refused is dropped from
+//! the ACCEPT and the refusal logged, as Mesos drops an unauthorized operation (a LAUNCH
+//! that needed it then fails its checks in the core).
 
 use std::sync::Arc;
 
-use fleet_proto::messages::scheduler::Call;
+use fleet_proto::messages::scheduler::{Call, Operation};
 
 use super::{Action, Refusal, Security};
 
@@ -26,6 +30,8 @@ pub struct FrameworkGate {
     security: Arc<Security>,
     /// The principal AUTHENTICATE proved (or, without a credentials file, claimed).
     principal: Option<String>,
+    /// The principal of the framework once its SUBSCRIBE passed.
+    subscribed: Option<String>,
 }
 
 impl FrameworkGate {
@@ -33,6 +39,7 @@ impl FrameworkGate {
         FrameworkGate {
             security,
             principal: None,
+            subscribed: None,
         }
     }
 
@@ -77,13 +84,53 @@ impl FrameworkGate {
                         return Verdict::Refuse(refusal);
                     }
                 }
+                self.subscribed = framework.principal.clone();
                 Verdict::Pass(Call::Subscribe {
                     framework,
                     suppressed_roles,
                 })
             }
+            Call::Accept {
+                offer_ids,
+                operations,
+                filters,
+            } => Verdict::Pass(Call::Accept {
+                offer_ids,
+                operations: operations.into_iter().filter(|op| self.may(op)).collect(),
+                filters,
+            }),
             other => Verdict::Pass(other),
         }
+    }
+}
+
+impl FrameworkGate {
+    /// Whether the framework may do `operation`; a refusal is logged.
+    fn may(&self, operation: &Operation) -> bool {
+        let actions: Vec<Action> = match operation {
+            Operation::Launch { .. } => return true,
+            Operation::Reserve { resources } => resources
+                .reservation_roles()
+                .into_iter()
+                .map(|role| Action::ReserveResources {
+                    role: Some(role.to_owned()),
+                })
+                .collect(),
+            Operation::Unreserve { .. } => vec![Action::UnreserveResources {
+                reserver_principal: self.subscribed.clone(),
+            }],
+        };
+        for action in actions {
+            if let Err(refusal) = self.security.authorize(self.subscribed.as_deref(), action) {
+                tracing::warn!(
+                    principal = %refusal.principal(),
+                    "framework operation dropped: {}",
+                    refusal.detail()
+                );
+                return false;
+            }
+        }
+        true
     }
 }
 
@@ -173,6 +220,37 @@ mod tests {
             matches!(refusal, Refusal::PrincipalMismatch { .. }),
             "{refusal}"
         );
+    }
+
+    #[test]
+    fn a_reserve_for_a_role_the_principal_may_not_reserve_is_dropped_from_the_accept() {
+        let acls = Acls::parse(
+            r#"{"reserve_resources": [
+                 {"principals": {"values": ["web"]}, "roles": {"values": ["web"]}},
+                 {"principals": {"type": "ANY"}, "roles": {"type": "NONE"}}]}"#,
+        )
+        .unwrap();
+        let mut gate = FrameworkGate::new(Arc::new(Security::new(None, Some(acls))));
+        assert!(matches!(
+            gate.check(subscribe(Some("web"), &["web", "db"])),
+            Verdict::Pass(_)
+        ));
+        let reserve = |text: &str| Operation::Reserve {
+            resources: fleet_proto::resources::Resources::parse(text).unwrap(),
+        };
+        let launch = Operation::Launch { tasks: Vec::new() };
+        let Verdict::Pass(Call::Accept { operations, .. }) = gate.check(Call::Accept {
+            offer_ids: Vec::new(),
+            operations: vec![
+                reserve("cpus(web):1"),
+                reserve("cpus(db):1"),
+                launch.clone(),
+            ],
+            filters: None,
+        }) else {
+            panic!("ACCEPT not passed");
+        };
+        assert_eq!(operations, vec![reserve("cpus(web):1"), launch]);
     }
 
     #[test]

@@ -132,10 +132,8 @@ impl Master {
             self.counters.registry_errors += 1;
             return self.refuse_agent(conn, format!("agent could not be admitted: {e}"), out);
         }
-        if let Err(e) = self
-            .allocator
-            .add_agent(id.clone(), info.resources.clone(), Vec::new())
-        {
+        let total = self.agent_total(&id, &info.resources);
+        if let Err(e) = self.allocator.add_agent(id.clone(), total, Vec::new()) {
             return self.refuse_agent(conn, e.to_string(), out);
         }
         self.allocator
@@ -245,9 +243,9 @@ impl Master {
         }
 
         let mut used: BTreeMap<FrameworkId, Resources> = BTreeMap::new();
-        let mut total = Resources::new();
+        let mut declared = Resources::new();
         if let Some(agent) = self.agents.get(&id) {
-            total = agent.info.resources.clone();
+            declared = agent.info.resources.clone();
             for (framework_id, task_id) in &agent.tasks {
                 if let Some(task) = self
                     .frameworks
@@ -261,6 +259,7 @@ impl Master {
                 }
             }
         }
+        let total = self.agent_total(&id, &declared);
         if let Err(e) =
             self.allocator
                 .add_agent(id.clone(), total.clone(), used.into_iter().collect())

@@ -47,21 +47,32 @@ impl Master {
         now: Instant,
         out: &mut Vec<Output>,
     ) {
+        let (taken, offers_invalid) = self.take_offers(framework_id, &offer_ids, now);
+        // RESERVE and UNRESERVE convert the offered resources (on a copy until all checks
+        // pass); the LAUNCHes are checked against the result.
+        let mut converted = taken.clone();
+        let checked = match offers_invalid {
+            Some(invalid) => Err(invalid),
+            None => self
+                .plan_conversions(framework_id, &mut converted, &operations)
+                .map_err(Invalid::offers),
+        };
         let tasks: Vec<TaskInfo> = operations
             .into_iter()
             .flat_map(|op| match op {
                 Operation::Launch { tasks } => tasks,
+                Operation::Reserve { .. } | Operation::Unreserve { .. } => Vec::new(),
             })
             .collect();
-        let (taken, offers_invalid) = self.take_offers(framework_id, &offer_ids, now);
-        let checked = match offers_invalid {
-            Some(invalid) => Err(invalid),
-            None => self.check_tasks(framework_id, &taken, &tasks),
-        };
+        let checked = checked.and_then(|conversions| {
+            self.check_tasks(framework_id, &converted, &tasks)?;
+            self.apply_conversions(framework_id, &converted, &conversions)
+                .map_err(Invalid::offers)
+        });
         let agent_id = taken.first().map(|r| r.offer.agent_id.clone());
         match (checked, agent_id) {
             (Ok(()), Some(agent_id)) => {
-                self.launch(framework_id, &agent_id, taken, tasks, filters, now, out)
+                self.launch(framework_id, &agent_id, converted, tasks, filters, now, out)
             }
             (Err(invalid), _) => self.refuse_launch(framework_id, taken, tasks, invalid, out),
             (Ok(()), None) => {}

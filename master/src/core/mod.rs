@@ -16,6 +16,7 @@ mod offers;
 mod operator;
 mod records;
 mod recovery;
+mod reservations;
 pub mod state;
 mod tasks;
 mod watch;
@@ -254,6 +255,8 @@ pub struct Master {
     counters: Counters,
     /// Quotas as set (also in the registry), for /state and GET_QUOTA.
     quotas: BTreeMap<String, crate::registry::QuotaConfig>,
+    /// Dynamic reservations per agent, as in the registry (see `reservations.rs`).
+    reservations: BTreeMap<AgentId, Vec<crate::registry::Reservation>>,
     /// Wall-clock time of allocation runs, for /metrics (never for decisions).
     run_times: RunTimes,
     /// Agents an operator deactivated (DEACTIVATE_AGENT, DRAIN_AGENT): never offered
@@ -318,6 +321,7 @@ impl Master {
             timers: Timers::default(),
             counters: Counters::default(),
             quotas: snapshot.quotas,
+            reservations: snapshot.reservations,
             run_times: RunTimes::default(),
             deactivated: BTreeSet::new(),
             drains: BTreeMap::new(),
@@ -491,6 +495,10 @@ impl Master {
     /// Writes to the registry where failure is logged but does not change the decision
     /// (removals: a stale entry only delays a later cleanup).
     fn registry_apply(&mut self, op: crate::registry::RegistryOp) {
+        if let crate::registry::RegistryOp::RemoveAgent { id } = &op {
+            // The registry drops them with the agent.
+            self.reservations.remove(id);
+        }
         if let Err(e) = self.registry.apply(op) {
             self.counters.registry_errors += 1;
             tracing::warn!("{e}");

@@ -2,12 +2,13 @@
 //! first to the registry (so they survive a master restart once the registry is durable),
 //! then to the allocator; TEARDOWN and KILL_TASK reuse what the scheduler calls do; the
 //! agent calls (deactivate, drain, mark gone) live in `drain.rs`, the maintenance
-//! schedule in `maintenance.rs`.
+//! schedule in `maintenance.rs`, reservations in `reservations.rs`.
 
 use std::time::{Duration, Instant};
 
 use fleet_proto::ids::{AgentId, FrameworkId, TaskId};
 use fleet_proto::messages::scheduler::Event;
+use fleet_proto::resources::Resources;
 
 use crate::allocator::quota::Quota;
 use crate::registry::{QuotaConfig, RegistryOp};
@@ -52,6 +53,20 @@ pub enum OperatorCall {
     MachinesDown(Vec<super::MachineId>),
     /// Brings down machines up (Mesos' STOP_MAINTENANCE, `/machine/up`).
     MachinesUp(Vec<super::MachineId>),
+    /// Reserves unreserved resources of an agent for the roles their entries name
+    /// (RESERVE_RESOURCES, `/reserve`), recorded under `principal`.
+    Reserve {
+        agent_id: AgentId,
+        resources: Resources,
+        principal: Option<String>,
+    },
+    /// Makes dynamically reserved resources of an agent unreserved (UNRESERVE_RESOURCES,
+    /// `/unreserve`); with a principal, only its reservations.
+    Unreserve {
+        agent_id: AgentId,
+        resources: Resources,
+        principal: Option<String>,
+    },
 }
 
 /// A role an operator names: a non-empty name without whitespace, not `*`.
@@ -98,6 +113,16 @@ impl Master {
             OperatorCall::UpdateSchedule(windows) => self.update_schedule(windows),
             OperatorCall::MachinesDown(machines) => self.machines_down(machines, out),
             OperatorCall::MachinesUp(machines) => self.machines_up(machines),
+            OperatorCall::Reserve {
+                agent_id,
+                resources,
+                principal,
+            } => self.reserve(&agent_id, &resources, principal.as_deref(), out),
+            OperatorCall::Unreserve {
+                agent_id,
+                resources,
+                principal,
+            } => self.unreserve(&agent_id, &resources, principal.as_deref(), out),
         }
     }
 

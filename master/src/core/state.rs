@@ -56,7 +56,10 @@ pub struct AgentState {
     pub deactivated: bool,
     /// Its drain, when an operator drains it (DRAIN_AGENT).
     pub drain: Option<super::DrainInfo>,
+    /// What it declares, its dynamic reservations applied.
     pub total: Resources,
+    /// Its dynamic reservations, with who made them (see `reservations.rs`).
+    pub reservations: Vec<crate::registry::Reservation>,
     pub used: Resources,
     pub offered: Resources,
     pub tasks: usize,
@@ -188,6 +191,10 @@ impl Master {
             .filter_map(|id| self.offers.get(id))
             .map(|r| r.resources())
             .sum();
+        let reservations = self
+            .reservations
+            .get(&agent.id)
+            .map_or(&[][..], Vec::as_slice);
         AgentState {
             id: agent.id.clone(),
             hostname: agent.info.hostname.clone(),
@@ -195,7 +202,8 @@ impl Master {
             active: agent.is_connected() && !self.is_deactivated(&agent.id),
             deactivated: self.is_deactivated(&agent.id),
             drain: self.drain_of(&agent.id).cloned(),
-            total: agent.info.resources.clone(),
+            total: super::reservations::reserved_total(&agent.info.resources, reservations).0,
+            reservations: reservations.to_vec(),
             used,
             offered,
             tasks: agent.tasks.len(),

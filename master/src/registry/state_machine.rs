@@ -11,11 +11,11 @@ use rkyv::util::AlignedVec;
 use serde::de::{self, Deserializer, Visitor};
 use serde::ser::Serializer;
 
-use super::{QuotaConfig, RegistryOp, RegistryState};
+use super::{QuotaConfig, RegistryOp, RegistryState, Reservation};
 
 /// Snapshot bytes start with this, then the format version (u32 little-endian).
 const MAGIC: &[u8; 8] = b"FLEETREG";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const HEADER: usize = MAGIC.len() + 4;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,7 @@ struct Snapshot {
     frameworks: Vec<(FrameworkId, FrameworkInfo)>,
     weights: Vec<(String, f64)>,
     quotas: Vec<(String, QuotaConfig)>,
+    reservations: Vec<(AgentId, Vec<Reservation>)>,
 }
 
 fn aligned(bytes: &[u8]) -> AlignedVec {
@@ -61,6 +62,7 @@ impl fleet_raft::Apply for RegistryState {
             frameworks: self.frameworks.clone().into_iter().collect(),
             weights: self.weights.clone().into_iter().collect(),
             quotas: self.quotas.clone().into_iter().collect(),
+            reservations: self.reservations.clone().into_iter().collect(),
         };
         let archive = rkyv::to_bytes::<rancor::Error>(&snapshot)
             .map_err(|e| SnapshotError::Encode(e.to_string()))?;
@@ -88,6 +90,7 @@ impl fleet_raft::Apply for RegistryState {
             frameworks: snapshot.frameworks.into_iter().collect(),
             weights: snapshot.weights.into_iter().collect(),
             quotas: snapshot.quotas.into_iter().collect(),
+            reservations: snapshot.reservations.into_iter().collect(),
         })
     }
 }
@@ -171,6 +174,13 @@ mod tests {
                 guarantees: Resources::parse("cpus:2").unwrap(),
                 limits: Some(Resources::parse("cpus:8").unwrap()),
             },
+        });
+        state.apply(RegistryOp::SetReservations {
+            agent: AgentId::from("A-1"),
+            reservations: vec![Reservation {
+                principal: Some("ops".into()),
+                resources: Resources::parse("cpus(eng):1;mem(eng):256").unwrap(),
+            }],
         });
         state
     }

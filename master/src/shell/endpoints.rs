@@ -2,7 +2,9 @@
 //! `/teardown` (POST `frameworkId=F`), `/quota` (GET), `/weights` (GET, PUT
 //! `[{"role", "weight"}]`), `/maintenance/schedule` (GET, POST a schedule),
 //! `/maintenance/status` (GET), `/machine/down` and `/machine/up` (POST `[{"hostname",
-//! "ip"}]`). Also the way every change reaches the core: [`apply`].
+//! "ip"}]`), `/reserve` and `/unreserve` (POST `slaveId=A&resources=[...]`, 202). Also
+//! the way every change reaches the core: [`apply`], and the principal a reservation is
+//! recorded under: [`bind_principal`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +45,36 @@ pub(super) async fn apply(
     }
 }
 
+/// A reservation is recorded under the caller's principal: one named in the call must be
+/// the caller's (Mesos' rule); without credentials the named one is taken as given.
+pub(super) fn bind_principal(
+    call: OperatorCall,
+    caller: Option<&str>,
+) -> Result<OperatorCall, String> {
+    match call {
+        OperatorCall::Reserve {
+            agent_id,
+            resources,
+            principal,
+        } => {
+            let principal = match (principal, caller) {
+                (Some(named), Some(caller)) if named != caller => {
+                    return Err(format!(
+                        "the reservation names principal '{named}', but the caller is                          '{caller}': a reservation is made under the caller's own principal"
+                    ));
+                }
+                (named, caller) => caller.map(str::to_owned).or(named),
+            };
+            Ok(OperatorCall::Reserve {
+                agent_id,
+                resources,
+                principal,
+            })
+        }
+        other => Ok(other),
+    }
+}
+
 /// What these handlers share.
 #[derive(Clone)]
 pub(super) struct Endpoints {
@@ -60,6 +92,8 @@ pub(super) fn router(endpoints: Endpoints) -> Router {
         .route("/maintenance/status", get(status))
         .route("/machine/down", post(machine_down))
         .route("/machine/up", post(machine_up))
+        .route("/reserve", post(reserve))
+        .route("/unreserve", post(unreserve))
         .with_state(endpoints)
 }
 
@@ -154,7 +188,17 @@ async fn schedule(State(e): State<Endpoints>) -> Response {
     ok(maintenance::schedule_json(&snapshot.state.maintenance))
 }
 
-async fn set_schedule(State(e): State<Endpoints>, body: Bytes) -> Response {
+async fn set_schedule(
+    State(e): State<Endpoints>,
+    Extension(Caller(principal)): Extension<Caller>,
+    body: Bytes,
+) -> Response {
+    if let Err(refusal) = e
+        .security
+        .authorize(principal.as_deref(), Action::UpdateMaintenanceSchedule)
+    {
+        return http_auth::refuse("/maintenance/schedule", refusal);
+    }
     let windows = json_body(&body).and_then(|s| maintenance::schedule(&s));
     change(&e, windows.map(OperatorCall::UpdateSchedule)).await
 }
@@ -164,14 +208,109 @@ async fn status(State(e): State<Endpoints>) -> Response {
     ok(maintenance::status_json(&snapshot.state.maintenance))
 }
 
-async fn machine_down(State(e): State<Endpoints>, body: Bytes) -> Response {
+async fn machine_down(
+    State(e): State<Endpoints>,
+    Extension(Caller(principal)): Extension<Caller>,
+    body: Bytes,
+) -> Response {
+    if let Err(refusal) = e
+        .security
+        .authorize(principal.as_deref(), Action::StartMaintenance)
+    {
+        return http_auth::refuse("/machine/down", refusal);
+    }
     let machines = json_body(&body).and_then(|m| maintenance::machines(&m, "the body"));
     change(&e, machines.map(OperatorCall::MachinesDown)).await
 }
 
-async fn machine_up(State(e): State<Endpoints>, body: Bytes) -> Response {
+async fn machine_up(
+    State(e): State<Endpoints>,
+    Extension(Caller(principal)): Extension<Caller>,
+    body: Bytes,
+) -> Response {
+    if let Err(refusal) = e
+        .security
+        .authorize(principal.as_deref(), Action::StopMaintenance)
+    {
+        return http_auth::refuse("/machine/up", refusal);
+    }
     let machines = json_body(&body).and_then(|m| maintenance::machines(&m, "the body"));
     change(&e, machines.map(OperatorCall::MachinesUp)).await
+}
+
+/// `/reserve` and `/unreserve`: authorized on the roles (RESERVE) or the reservations'
+/// principals (UNRESERVE) the resources name, answered 202 as Mesos does.
+async fn reservation(
+    e: &Endpoints,
+    path: &str,
+    kind: &str,
+    principal: Option<&str>,
+    body: &[u8],
+) -> Response {
+    let call = bodies::reservation_form(kind, body);
+    let actions = match &call {
+        Ok(OperatorCall::Reserve { resources, .. }) => {
+            let roles = resources.reservation_roles();
+            if roles.is_empty() {
+                vec![Action::ReserveResources { role: None }]
+            } else {
+                roles
+                    .into_iter()
+                    .map(|r| Action::ReserveResources {
+                        role: Some(r.to_owned()),
+                    })
+                    .collect()
+            }
+        }
+        Ok(OperatorCall::Unreserve { principal, .. }) => vec![Action::UnreserveResources {
+            reserver_principal: principal.clone(),
+        }],
+        _ => Vec::new(),
+    };
+    for action in actions {
+        if let Err(refusal) = e.security.authorize(principal, action) {
+            return http_auth::refuse(path, refusal);
+        }
+    }
+    let call = call.and_then(|c| bind_principal(c, principal));
+    let result = match call {
+        Ok(call) => apply(&e.events, call).await,
+        Err(refused) => Err(refused),
+    };
+    match result {
+        Ok(()) => axum::http::StatusCode::ACCEPTED.into_response(),
+        Err(why) => error(400, why).into_response(),
+    }
+}
+
+async fn reserve(
+    State(e): State<Endpoints>,
+    Extension(Caller(principal)): Extension<Caller>,
+    body: Bytes,
+) -> Response {
+    reservation(
+        &e,
+        "/reserve",
+        "RESERVE_RESOURCES",
+        principal.as_deref(),
+        &body,
+    )
+    .await
+}
+
+async fn unreserve(
+    State(e): State<Endpoints>,
+    Extension(Caller(principal)): Extension<Caller>,
+    body: Bytes,
+) -> Response {
+    reservation(
+        &e,
+        "/unreserve",
+        "UNRESERVE_RESOURCES",
+        principal.as_deref(),
+        &body,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -138,7 +138,12 @@ async fn operator(
             operator::read(&kind, &snapshot.state)
         }
         Ok(Call::Change(kind, call)) => {
-            operator::changed(kind, super::endpoints::apply(&app.events, call).await)
+            match super::endpoints::bind_principal(call, principal.as_deref()) {
+                Ok(call) => {
+                    operator::changed(kind, super::endpoints::apply(&app.events, call).await)
+                }
+                Err(why) => operator::error(400, why),
+            }
         }
         Ok(Call::Subscribe { heartbeat }) => {
             let (stream, records) = tokio::sync::mpsc::channel(events::STREAM_QUEUE);

@@ -13,7 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::operator::{READ_CALLS, SUBSCRIBE};
+use super::operator::{READ_CALLS, SUBSCRIBE, bodies};
 use crate::auth::{Action, Refusal, Security};
 
 /// The principal of an HTTP request that passed the layer (None: anonymous, when the
@@ -114,16 +114,58 @@ pub(super) fn operator_actions(body: &[u8]) -> Vec<Action> {
             .into_iter()
             .map(|role| Action::UpdateWeight { role })
             .collect(),
-        // The objects are not named (the framework's principal, the reservation's role),
-        // so only rules over ANY objects speak for them. RESERVE and UNRESERVE are not
-        // built yet (501), but authorized first, as Mesos does.
+        // The framework's principal is not named, so only rules over ANY objects speak
+        // for it; reservations name their roles (RESERVE) and principals (UNRESERVE).
         Some("TEARDOWN") => vec![Action::TeardownFramework {
             framework_principal: None,
         }],
-        Some("RESERVE_RESOURCES") => vec![Action::ReserveResources { role: None }],
-        Some("UNRESERVE_RESOURCES") => vec![Action::UnreserveResources {
-            reserver_principal: None,
-        }],
+        Some("RESERVE_RESOURCES") => {
+            let (roles, _) = bodies::reservation_objects(&call);
+            if roles.is_empty() {
+                vec![Action::ReserveResources { role: None }]
+            } else {
+                roles
+                    .into_iter()
+                    .map(|role| Action::ReserveResources { role: Some(role) })
+                    .collect()
+            }
+        }
+        Some("UNRESERVE_RESOURCES") => {
+            let (_, principals) = bodies::reservation_objects(&call);
+            if principals.is_empty() {
+                vec![Action::UnreserveResources {
+                    reserver_principal: None,
+                }]
+            } else {
+                principals
+                    .into_iter()
+                    .map(|p| Action::UnreserveResources {
+                        reserver_principal: Some(p),
+                    })
+                    .collect()
+            }
+        }
+        Some("KILL_TASK") => vec![Action::KillTask],
+        Some(
+            kind @ ("DRAIN_AGENT" | "DEACTIVATE_AGENT" | "REACTIVATE_AGENT" | "MARK_AGENT_GONE"),
+        ) => {
+            let field = kind.to_ascii_lowercase();
+            let agent = call
+                .pointer(&format!("/{field}/agent_id"))
+                .and_then(|v| v.get("value").or(Some(v)))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            vec![match kind {
+                "DRAIN_AGENT" => Action::DrainAgent { agent },
+                "DEACTIVATE_AGENT" => Action::DeactivateAgent { agent },
+                "REACTIVATE_AGENT" => Action::ReactivateAgent { agent },
+                _ => Action::MarkAgentGone { agent },
+            }]
+        }
+        Some("UPDATE_MAINTENANCE_SCHEDULE") => vec![Action::UpdateMaintenanceSchedule],
+        Some("START_MAINTENANCE") => vec![Action::StartMaintenance],
+        Some("STOP_MAINTENANCE") => vec![Action::StopMaintenance],
         _ => Vec::new(),
     }
 }
@@ -164,6 +206,46 @@ mod tests {
             vec![Action::TeardownFramework {
                 framework_principal: None
             }]
+        );
+        assert_eq!(
+            operator_actions(
+                br#"{"type": "RESERVE_RESOURCES", "reserve_resources": {"resources": [
+                    {"name": "cpus", "reservations": [{"role": "web", "principal": "ops"}]},
+                    {"name": "mem", "role": "db"}]}}"#
+            ),
+            vec![
+                Action::ReserveResources {
+                    role: Some("web".into())
+                },
+                Action::ReserveResources {
+                    role: Some("db".into())
+                }
+            ]
+        );
+        assert_eq!(
+            operator_actions(
+                br#"{"type": "UNRESERVE_RESOURCES", "unreserve_resources": {"resources": [
+                    {"name": "cpus", "reservations": [{"role": "web", "principal": "ops"}]}]}}"#
+            ),
+            vec![Action::UnreserveResources {
+                reserver_principal: Some("ops".into())
+            }]
+        );
+        assert_eq!(
+            operator_actions(
+                br#"{"type": "DRAIN_AGENT", "drain_agent": {"agent_id": {"value": "A-1"}}}"#
+            ),
+            vec![Action::DrainAgent {
+                agent: "A-1".into()
+            }]
+        );
+        assert_eq!(
+            operator_actions(br#"{"type": "START_MAINTENANCE"}"#),
+            vec![Action::StartMaintenance]
+        );
+        assert_eq!(
+            operator_actions(br#"{"type": "KILL_TASK"}"#),
+            vec![Action::KillTask]
         );
         assert_eq!(
             operator_actions(br#"{"type": "SUBSCRIBE"}"#),

@@ -250,6 +250,7 @@ mod tests {
             deactivated: false,
             drain: None,
             total: Resources::new(),
+            reservations: Vec::new(),
             used: Resources::new(),
             offered: Resources::new(),
             tasks: 0,

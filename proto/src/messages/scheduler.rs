@@ -178,7 +178,21 @@ impl Default for Filters {
     rkyv::Deserialize,
 )]
 pub enum Operation {
-    Launch { tasks: Vec<TaskInfo> },
+    Launch {
+        tasks: Vec<TaskInfo>,
+    },
+    /// Reserves offered unreserved resources for a role of the framework (dynamic
+    /// reservation): each entry names the role it is to be reserved for. They stay offered
+    /// to the framework, now reserved; later LAUNCH operations of the same ACCEPT may use
+    /// them.
+    Reserve {
+        resources: Resources,
+    },
+    /// Makes offered resources reserved dynamically for a role of the framework
+    /// unreserved again.
+    Unreserve {
+        resources: Resources,
+    },
 }
 
 /// A task named in an explicit RECONCILE.

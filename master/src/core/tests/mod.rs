@@ -6,6 +6,7 @@ mod frameworks;
 mod offer_cycle;
 mod operator;
 mod recovery;
+mod reservations;
 mod simulation;
 
 use std::time::{Duration, Instant};

@@ -197,3 +197,137 @@ pub fn agent_call(kind: &str, call: &Value) -> Result<OperatorCall, String> {
         }
     })
 }
+
+/// The principal a resource entry's reservation names: Mesos' `reservations` (the last
+/// one, the role the entry is reserved for) or the older `reservation`.
+fn reservation_principal(entry: &Value) -> Option<&str> {
+    entry
+        .get("reservations")
+        .and_then(Value::as_array)
+        .and_then(|list| list.last())
+        .or_else(|| entry.get("reservation"))
+        .and_then(|r| r.get("principal"))
+        .and_then(Value::as_str)
+}
+
+/// The roles and principals the resource entries of a RESERVE_RESOURCES or
+/// UNRESERVE_RESOURCES name, for ACLs. Entries that name none are skipped.
+pub fn reservation_objects(call: &Value) -> (Vec<String>, Vec<String>) {
+    let entries = [
+        "/reserve_resources/resources",
+        "/unreserve_resources/resources",
+    ]
+    .iter()
+    .find_map(|p| call.pointer(p))
+    .and_then(Value::as_array)
+    .map_or(&[][..], Vec::as_slice);
+    let mut roles: Vec<String> = Vec::new();
+    let mut principals: Vec<String> = Vec::new();
+    for entry in entries {
+        let role = entry
+            .get("reservations")
+            .and_then(Value::as_array)
+            .and_then(|list| list.last())
+            .and_then(|r| r.get("role"))
+            .or_else(|| entry.get("role"))
+            .and_then(Value::as_str);
+        if let Some(role) = role.filter(|r| *r != "*" && !roles.iter().any(|x| x == r)) {
+            roles.push(role.to_owned());
+        }
+        if let Some(p) = reservation_principal(entry).filter(|p| !principals.iter().any(|x| x == p))
+        {
+            principals.push(p.to_owned());
+        }
+    }
+    (roles, principals)
+}
+
+/// Resources and the one principal their reservations name (None: none named), from a
+/// JSON array of Mesos resources.
+fn reserved_resources(list: &Value, at: &str) -> Result<(Resources, Option<String>), String> {
+    let entries = list.as_array().ok_or_else(|| {
+        format!(
+            "{at} must be a list of resources such as [{{\"name\": \"cpus\", \"type\": \
+             \"SCALAR\", \"scalar\": {{\"value\": 1}}, \"reservations\": [{{\"type\": \
+             \"DYNAMIC\", \"role\": \"web\"}}]}}]; got {list}"
+        )
+    })?;
+    let resources: Resources =
+        serde_json::from_value(list.clone()).map_err(|e| format!("{at}: {e}; got {list}"))?;
+    let mut principal: Option<&str> = None;
+    for p in entries.iter().filter_map(reservation_principal) {
+        match principal {
+            Some(seen) if seen != p => {
+                return Err(format!(
+                    "{at} names two reservation principals ('{seen}' and '{p}'); send one call \
+                     per principal"
+                ));
+            }
+            _ => principal = Some(p),
+        }
+    }
+    Ok((resources, principal.map(str::to_owned)))
+}
+
+/// RESERVE_RESOURCES and UNRESERVE_RESOURCES: `{"<field>": {"agent_id": {"value": A},
+/// "resources": [...]}}`, each resource reserved for its role (`reservations` with the
+/// role last, or Mesos' older `role`), optionally with a `principal`.
+pub fn reservation_call(kind: &str, call: &Value) -> Result<OperatorCall, String> {
+    let field = kind.to_ascii_lowercase();
+    let agent_id = AgentId(id_at(call, &format!("/{field}/agent_id"), kind)?);
+    let list = call
+        .pointer(&format!("/{field}/resources"))
+        .unwrap_or(&Value::Null);
+    let (resources, principal) = reserved_resources(list, &format!("{field}.resources"))?;
+    Ok(if kind == "RESERVE_RESOURCES" {
+        OperatorCall::Reserve {
+            agent_id,
+            resources,
+            principal,
+        }
+    } else {
+        OperatorCall::Unreserve {
+            agent_id,
+            resources,
+            principal,
+        }
+    })
+}
+
+/// The Mesos form of `/reserve` and `/unreserve`: `slaveId=A&resources=[...]` (URL
+/// encoded), or the same as JSON: `{"agent_id": A, "resources": [...]}`.
+pub fn reservation_form(kind: &str, body: &[u8]) -> Result<OperatorCall, String> {
+    let field = kind.to_ascii_lowercase();
+    let inner: Value = match serde_json::from_slice::<Value>(body) {
+        Ok(json) => json,
+        Err(_) => {
+            let mut agent = None;
+            let mut resources = None;
+            for (key, value) in form_urlencoded::parse(body) {
+                match &*key {
+                    "slaveId" | "agentId" => agent = Some(Value::String(value.into_owned())),
+                    "resources" => {
+                        resources = Some(serde_json::from_str::<Value>(&value).map_err(|e| {
+                            format!("the form field resources is not a JSON list: {e}")
+                        })?);
+                    }
+                    _ => {}
+                }
+            }
+            let path = if kind == "RESERVE_RESOURCES" {
+                "/reserve"
+            } else {
+                "/unreserve"
+            };
+            let (Some(agent), Some(resources)) = (agent, resources) else {
+                return Err(format!(
+                    "POST {path} needs the form fields slaveId=AGENT and resources=[JSON \
+                     resources]; got {:?}",
+                    String::from_utf8_lossy(body)
+                ));
+            };
+            serde_json::json!({ "agent_id": agent, "resources": resources })
+        }
+    };
+    reservation_call(kind, &serde_json::json!({ field: inner }))
+}

@@ -4,8 +4,7 @@
 //! allocation (`shapes.rs`). Calls that change the cluster are read into the core's
 //! [`OperatorCall`] (`bodies.rs`) and applied by the core through the driver. SUBSCRIBE
 //! opens an event stream (`events.rs`). A body that is not a call gets 400 naming what is
-//! wrong; RESERVE_RESOURCES and UNRESERVE_RESOURCES get 501 (the allocator has no dynamic
-//! reservations yet).
+//! wrong.
 //!
 //! KILL_TASK is Fleet's own call (Mesos' operator API has none): `{"type": "KILL_TASK",
 //! "kill_task": {"task_id": {"value": T}}}` kills the task for its framework.
@@ -42,8 +41,10 @@ pub const READ_CALLS: [&str; 11] = [
 ];
 
 /// Calls that change the cluster, applied by the core.
-pub const CHANGE_CALLS: [&str; 11] = [
+pub const CHANGE_CALLS: [&str; 13] = [
     "UPDATE_WEIGHTS",
+    "RESERVE_RESOURCES",
+    "UNRESERVE_RESOURCES",
     "UPDATE_QUOTA",
     "TEARDOWN",
     "KILL_TASK",
@@ -58,9 +59,6 @@ pub const CHANGE_CALLS: [&str; 11] = [
 
 /// The event stream.
 pub const SUBSCRIBE: &str = "SUBSCRIBE";
-
-/// Calls of Mesos' operator API this master knows but does not implement yet.
-pub const NOT_BUILT: [&str; 2] = ["RESERVE_RESOURCES", "UNRESERVE_RESOURCES"];
 
 /// The longest heartbeat interval a SUBSCRIBE may ask for.
 const MAX_HEARTBEAT: Duration = Duration::from_secs(3600);
@@ -152,6 +150,7 @@ pub fn parse(body: &[u8]) -> Result<Call, Answer> {
             "UPDATE_QUOTA" => bodies::quota_configs(&call).map(OperatorCall::UpdateQuota),
             "TEARDOWN" => bodies::teardown(&call),
             "KILL_TASK" => bodies::kill_task(&call),
+            "RESERVE_RESOURCES" | "UNRESERVE_RESOURCES" => bodies::reservation_call(kind, &call),
             "UPDATE_MAINTENANCE_SCHEDULE" => {
                 let schedule = call
                     .pointer("/update_maintenance_schedule/schedule")
@@ -176,20 +175,11 @@ pub fn parse(body: &[u8]) -> Result<Call, Answer> {
             .map(|change| Call::Change(kind, change))
             .map_err(|e| error(400, e));
     }
-    if NOT_BUILT.contains(&kind) {
-        return Err(error(
-            501,
-            format!(
-                "{kind} is not implemented by this master yet: the allocator has no dynamic \
-                 reservations (reserve statically with the agent's --resources 'cpus(role):N')"
-            ),
-        ));
-    }
     Err(error(
         400,
         format!(
             "unknown call type {kind:?}; this master answers {READ_CALLS:?}, {CHANGE_CALLS:?} \
-             and {SUBSCRIBE:?} (and knows {NOT_BUILT:?}, not built yet)"
+             and {SUBSCRIBE:?}"
         ),
     ))
 }

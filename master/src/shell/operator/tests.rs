@@ -65,12 +65,12 @@ fn bad_calls_are_refused_naming_the_problem() {
     assert_eq!(a.status, 400);
     assert!(a.body["error"].as_str().unwrap().contains("GET_EVERYTHING"));
     let a = answer(br#"{"type": "RESERVE_RESOURCES"}"#, &p);
-    assert_eq!(a.status, 501);
+    assert_eq!(a.status, 400);
     assert!(
         a.body["error"]
             .as_str()
             .unwrap()
-            .contains("RESERVE_RESOURCES")
+            .contains("RESERVE_RESOURCES needs \"reserve_resources\"")
     );
     let bad = parse(br#"{"type": "UPDATE_WEIGHTS", "update_weights": {}}"#).unwrap_err();
     assert_eq!(bad.status, 400);
