@@ -1,5 +1,7 @@
-//! The registry: what the master must remember across failovers (admitted agents,
-//! frameworks, role weights and quotas), never tasks or usage. The master's core writes it
+//! The registry: what the master must remember across failovers (admitted agents and
+//! which of them are unreachable, deactivated or draining, agents marked gone, frameworks,
+//! role weights, quotas, dynamic reservations and the maintenance schedule), never tasks
+//! or usage. The master's core writes it
 //! through the small synchronous [`Registry`] trait; [`InMemoryRegistry`] keeps it in
 //! memory, [`ReplicatedRegistry`] in the masters' Raft log (`fleet-raft`), where
 //! [`RegistryState`] is the state machine (`state_machine.rs`: ops applied, rkyv
@@ -8,12 +10,14 @@
 mod replicated;
 mod state_machine;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use fleet_proto::ids::{AgentId, FrameworkId};
 use fleet_proto::messages::agent::AgentInfo;
 use fleet_proto::messages::scheduler::FrameworkInfo;
 use fleet_proto::resources::Resources;
+
+use crate::core::{DrainInfo, Maintenance};
 
 pub use replicated::{COMMIT_BUCKETS_US, CommitTimes, ReplicatedRegistry};
 pub use state_machine::SnapshotError;
@@ -60,6 +64,33 @@ pub struct Reservation {
     pub resources: Resources,
 }
 
+/// What the master records about an admitted agent beyond its information: the default
+/// (nothing marked) is not stored.
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    serde::Serialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+pub struct AgentMarks {
+    /// Marked unreachable: it may re-register within `--agent-reregister-timeout`.
+    pub unreachable: bool,
+    /// Deactivated by an operator (DEACTIVATE_AGENT, DRAIN_AGENT).
+    pub deactivated: bool,
+    /// Its drain, when an operator drains it.
+    pub drain: Option<DrainInfo>,
+}
+
+impl AgentMarks {
+    pub fn is_empty(&self) -> bool {
+        *self == AgentMarks::default()
+    }
+}
+
 /// One change to the registry: what a Raft log entry carries. Its serde form is its rkyv
 /// archive as bytes (`state_machine.rs`): the proto types it holds serialize to Mesos
 /// JSON with serde, which a positional format such as the log's postcard cannot carry.
@@ -95,6 +126,19 @@ pub enum RegistryOp {
         agent: AgentId,
         reservations: Vec<Reservation>,
     },
+    /// Replaces what is marked on an admitted agent; empty marks remove them.
+    SetAgentMarks {
+        id: AgentId,
+        marks: AgentMarks,
+    },
+    /// Removes an agent for good (MARK_AGENT_GONE): its id may not register again.
+    MarkAgentGone {
+        id: AgentId,
+    },
+    /// Replaces the maintenance schedule and the machines down.
+    SetMaintenance {
+        maintenance: Maintenance,
+    },
 }
 
 impl RegistryOp {
@@ -115,6 +159,9 @@ impl RegistryOp {
             RegistryOp::SetReservations { agent, .. } => {
                 format!("set the reservations on agent {agent}")
             }
+            RegistryOp::SetAgentMarks { id, .. } => format!("mark agent {id}"),
+            RegistryOp::MarkAgentGone { id } => format!("mark agent {id} gone"),
+            RegistryOp::SetMaintenance { .. } => "set the maintenance schedule".to_owned(),
         }
     }
 }
@@ -129,6 +176,11 @@ pub struct RegistryState {
     /// Dynamic reservations per agent (an agent's own `--resources` may reserve statically;
     /// those are not here).
     pub reservations: BTreeMap<AgentId, Vec<Reservation>>,
+    /// Marks of admitted agents (only agents with some).
+    pub marks: BTreeMap<AgentId, AgentMarks>,
+    /// Agents marked gone: their ids may not register again.
+    pub gone: BTreeSet<AgentId>,
+    pub maintenance: Maintenance,
 }
 
 impl RegistryState {
@@ -136,11 +188,35 @@ impl RegistryState {
     pub fn apply(&mut self, op: RegistryOp) {
         match op {
             RegistryOp::AdmitAgent { id, info } => {
+                // Admitted again: no longer unreachable.
+                if let Some(marks) = self.marks.get_mut(&id) {
+                    marks.unreachable = false;
+                    if marks.is_empty() {
+                        self.marks.remove(&id);
+                    }
+                }
                 self.agents.insert(id, info);
             }
             RegistryOp::RemoveAgent { id } => {
                 self.agents.remove(&id);
                 self.reservations.remove(&id);
+                self.marks.remove(&id);
+            }
+            RegistryOp::MarkAgentGone { id } => {
+                self.agents.remove(&id);
+                self.reservations.remove(&id);
+                self.marks.remove(&id);
+                self.gone.insert(id);
+            }
+            RegistryOp::SetAgentMarks { id, marks } => {
+                if marks.is_empty() || !self.agents.contains_key(&id) {
+                    self.marks.remove(&id);
+                } else {
+                    self.marks.insert(id, marks);
+                }
+            }
+            RegistryOp::SetMaintenance { maintenance } => {
+                self.maintenance = maintenance;
             }
             RegistryOp::AddFramework { id, info } => {
                 self.frameworks.insert(id, info);

@@ -201,6 +201,7 @@ impl Master {
             self.rescind_agent_offers(&id, true, out);
         }
         self.recovered_agents.remove(&id);
+        self.recovered_unreachable.remove(&id);
         let added = !self.agents.contains_key(&id);
         let unreachable = self.unreachable_agents.remove(&id);
         let agent = self
@@ -483,6 +484,7 @@ impl Master {
             };
         }
         self.unreachable_agents.insert(id.clone(), record);
+        self.record_marks_logged(id);
         self.counters.agents_unreachable += 1;
         self.notify_agent_removed(id, out);
     }

@@ -4,8 +4,8 @@
 //! are acknowledged, then DRAINED; it cannot be cancelled), and MARK_AGENT_GONE (removed for
 //! good, its tasks TASK_GONE_BY_OPERATOR, its id refused if it comes back).
 //!
-//! These marks live in memory: a master restart forgets them (Mesos keeps them in its
-//! registry).
+//! These marks are written to the registry (`AgentMarks`, `MarkAgentGone`) as they
+//! change, so a new leader keeps them, as Mesos keeps them in its registry.
 
 use fleet_proto::ids::{AgentId, FrameworkId, TaskId};
 use fleet_proto::messages::agent::MasterMessage;
@@ -19,7 +19,17 @@ use crate::registry::RegistryOp;
 const AGENT_DEFAULT_KILL_GRACE_MS: u64 = 3_000;
 
 /// Where a drain stands, as Mesos' `DrainState`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 pub enum DrainState {
     /// Its tasks are being killed.
     #[serde(rename = "DRAINING")]
@@ -30,7 +40,9 @@ pub enum DrainState {
 }
 
 /// A drain an operator asked for (Mesos' `DrainInfo` with its `DrainConfig`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 pub struct DrainInfo {
     pub state: DrainState,
     /// The longest kill grace period its tasks get.
@@ -86,7 +98,7 @@ impl Master {
         }
         self.allocator.deactivate_agent(id);
         self.rescind_agent_offers(id, true, out);
-        Ok(())
+        self.record_marks(id)
     }
 
     /// REACTIVATE_AGENT: offered again (once connected). A DRAINING agent is refused:
@@ -103,16 +115,20 @@ impl Master {
                  DRAINED"
             ));
         }
-        self.drains.remove(id);
+        let drained = self.drains.remove(id).is_some();
         if !self.deactivated.remove(id) {
-            return Ok(());
+            return if drained {
+                self.record_marks(id)
+            } else {
+                Ok(())
+            };
         }
         tracing::info!(agent = %id, "agent reactivated by the operator");
         if self.agents.get(id).is_some_and(|a| a.is_connected()) {
             self.allocator.activate_agent(id);
             self.allocate_agents.insert(id.clone());
         }
-        Ok(())
+        self.record_marks(id)
     }
 
     /// DRAIN_AGENT: deactivates the agent and kills its tasks now (or when it comes back,
@@ -135,6 +151,7 @@ impl Master {
                 mark_gone,
             },
         );
+        self.record_marks(id)?;
         self.kill_for_drain(id, out);
         self.check_drains(out);
         Ok(())
@@ -186,6 +203,7 @@ impl Master {
             if let Some(drain) = self.drains.get_mut(&id) {
                 drain.state = DrainState::Drained;
             }
+            self.record_marks_logged(&id);
             if mark_gone && let Err(e) = self.mark_agent_gone(&id, out) {
                 tracing::warn!(agent = %id, "cannot mark the drained agent gone: {e}");
             }
@@ -210,9 +228,15 @@ impl Master {
         self.deactivated.remove(id);
         self.drains.remove(id);
         self.gone_agents.insert(id.clone());
-        self.registry_apply(RegistryOp::RemoveAgent { id: id.clone() });
+        self.recovered_unreachable.remove(id);
         self.counters.agents_removed += 1;
-        Ok(())
+        let op = RegistryOp::MarkAgentGone { id: id.clone() };
+        let what = op.describe();
+        self.reservations.remove(id);
+        self.registry.apply(op).map_err(|e| {
+            self.counters.registry_errors += 1;
+            format!("agent {id} is gone in this master, but the registry refused to {what}: {e}")
+        })
     }
 
     /// Removes an agent on the operator's word: its live tasks are killed on it and end

@@ -4,8 +4,8 @@
 //! them are refused); `/machine/up` brings them back and out of the schedule.
 //!
 //! Not built: inverse offers and the unavailability in offers, so a DRAINING machine is
-//! only a mark operators read in `/maintenance/status`. The schedule lives in memory (Mesos
-//! keeps it in its registry).
+//! only a mark operators read in `/maintenance/status`. The schedule and the machines down
+//! are written to the registry on every change, as Mesos keeps them.
 
 use std::collections::BTreeSet;
 
@@ -17,7 +17,19 @@ use super::{Master, Output};
 use crate::registry::RegistryOp;
 
 /// A machine as the schedule names it: a hostname (compared without case), an IP, or both.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+#[rkyv(derive(PartialEq, Eq, PartialOrd, Ord))]
 pub struct MachineId {
     pub hostname: String,
     pub ip: String,
@@ -61,7 +73,9 @@ impl std::fmt::Display for MachineId {
 }
 
 /// Machines and when they may be unavailable (Unix nanoseconds).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 pub struct Window {
     pub machines: Vec<MachineId>,
     pub start_ns: i64,
@@ -69,7 +83,17 @@ pub struct Window {
 }
 
 /// The schedule and the machines that are down.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
 pub struct Maintenance {
     pub windows: Vec<Window>,
     /// Taken down by the operator; still in the schedule until brought up.
@@ -135,7 +159,7 @@ impl Master {
         }
         tracing::info!(windows = windows.len(), "maintenance schedule set");
         self.maintenance.windows = windows;
-        Ok(())
+        self.record_maintenance()
     }
 
     /// Takes scheduled machines down (`POST /machine/down`): their agents are removed, their
@@ -175,7 +199,7 @@ impl Master {
             tracing::info!(%machine, "machine down for maintenance");
             self.maintenance.down.insert(machine);
         }
-        Ok(())
+        self.record_maintenance()
     }
 
     /// Brings down machines up (`POST /machine/up`): their agents may register again, and
@@ -196,7 +220,19 @@ impl Master {
             window.machines.retain(|m| !machines.contains(m));
         }
         self.maintenance.windows.retain(|w| !w.machines.is_empty());
-        Ok(())
+        self.record_maintenance()
+    }
+
+    /// Writes the schedule and the machines down to the registry.
+    fn record_maintenance(&mut self) -> Result<(), String> {
+        let op = RegistryOp::SetMaintenance {
+            maintenance: self.maintenance.clone(),
+        };
+        let what = op.describe();
+        self.registry.apply(op).map_err(|e| {
+            self.counters.registry_errors += 1;
+            format!("applied in this master, but the registry refused to {what}: {e}")
+        })
     }
 
     /// Why an agent may not register: it runs on a machine that is down.

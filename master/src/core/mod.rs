@@ -234,6 +234,9 @@ pub struct Master {
     agents: BTreeMap<AgentId, Agent>,
     /// Admitted in the registry but not re-registered since this master started.
     recovered_agents: BTreeMap<AgentId, AgentInfo>,
+    /// Those of them the registry has as unreachable: they get `agent_reregister_timeout`
+    /// (from this master's start) to come back, not `agent_timeout`.
+    recovered_unreachable: BTreeSet<AgentId>,
     /// How many agents the registry held at start (see `recovery.rs`).
     recovery_expected: usize,
     /// Agents that went quiet for `agent_timeout`: they may still re-register within
@@ -301,14 +304,32 @@ impl Master {
                 tracing::warn!("ignoring quota from the registry: {e}");
             }
         }
+        let recovered_unreachable: BTreeSet<AgentId> = snapshot
+            .marks
+            .iter()
+            .filter(|(id, m)| m.unreachable && snapshot.agents.contains_key(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let deactivated = snapshot
+            .marks
+            .iter()
+            .filter(|(_, m)| m.deactivated)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let drains = snapshot
+            .marks
+            .iter()
+            .filter_map(|(id, m)| Some((id.clone(), m.drain.clone()?)))
+            .collect();
         let mut master = Self {
             config,
             registry,
             allocator,
             conns: HashMap::new(),
             agents: BTreeMap::new(),
-            recovery_expected: snapshot.agents.len(),
+            recovery_expected: snapshot.agents.len() - recovered_unreachable.len(),
             recovered_agents: snapshot.agents,
+            recovered_unreachable,
             unreachable_agents: BTreeMap::new(),
             frameworks: BTreeMap::new(),
             removed_frameworks: BTreeSet::new(),
@@ -323,10 +344,10 @@ impl Master {
             quotas: snapshot.quotas,
             reservations: snapshot.reservations,
             run_times: RunTimes::default(),
-            deactivated: BTreeSet::new(),
-            drains: BTreeMap::new(),
-            gone_agents: BTreeSet::new(),
-            maintenance: Maintenance::default(),
+            deactivated,
+            drains,
+            gone_agents: snapshot.gone,
+            maintenance: snapshot.maintenance,
             watched: false,
             report_rate: 0.0,
             report_mark: None,
@@ -456,12 +477,25 @@ impl Master {
         for (id, silent) in expired_agents {
             self.agent_timed_out(&id, silent, now, out);
         }
-        let started = self.timers.started.unwrap_or(now);
-        if !self.recovered_agents.is_empty() && now.saturating_duration_since(started) >= timeout {
-            for id in std::mem::take(&mut self.recovered_agents).into_keys() {
-                tracing::info!(agent = %id, "agent did not re-register after master start; removing it");
-                self.registry_apply(crate::registry::RegistryOp::RemoveAgent { id });
-            }
+        let since_start = now.saturating_duration_since(self.timers.started.unwrap_or(now));
+        let expired: Vec<AgentId> = self
+            .recovered_agents
+            .keys()
+            .filter(|id| {
+                since_start
+                    >= if self.recovered_unreachable.contains(*id) {
+                        self.config.agent_reregister_timeout
+                    } else {
+                        timeout
+                    }
+            })
+            .cloned()
+            .collect();
+        for id in expired {
+            tracing::info!(agent = %id, "agent did not re-register after master start; removing it");
+            self.recovered_agents.remove(&id);
+            self.recovered_unreachable.remove(&id);
+            self.registry_apply(crate::registry::RegistryOp::RemoveAgent { id });
         }
         let gone: Vec<AgentId> = self
             .unreachable_agents
@@ -495,12 +529,41 @@ impl Master {
     /// Writes to the registry where failure is logged but does not change the decision
     /// (removals: a stale entry only delays a later cleanup).
     fn registry_apply(&mut self, op: crate::registry::RegistryOp) {
-        if let crate::registry::RegistryOp::RemoveAgent { id } = &op {
+        if let crate::registry::RegistryOp::RemoveAgent { id }
+        | crate::registry::RegistryOp::MarkAgentGone { id } = &op
+        {
             // The registry drops them with the agent.
             self.reservations.remove(id);
         }
         if let Err(e) = self.registry.apply(op) {
             self.counters.registry_errors += 1;
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// Writes what is marked on agent `id` (unreachable, deactivated, its drain) to the
+    /// registry; `Err` says the registry refused.
+    fn record_marks(&mut self, id: &AgentId) -> Result<(), String> {
+        let marks = crate::registry::AgentMarks {
+            unreachable: self.unreachable_agents.contains_key(id)
+                || self.recovered_unreachable.contains(id),
+            deactivated: self.deactivated.contains(id),
+            drain: self.drains.get(id).cloned(),
+        };
+        let op = crate::registry::RegistryOp::SetAgentMarks {
+            id: id.clone(),
+            marks,
+        };
+        let what = op.describe();
+        self.registry.apply(op).map_err(|e| {
+            self.counters.registry_errors += 1;
+            format!("the registry refused to {what}: {e}")
+        })
+    }
+
+    /// [`Master::record_marks`] where a failure is logged only.
+    fn record_marks_logged(&mut self, id: &AgentId) {
+        if let Err(e) = self.record_marks(id) {
             tracing::warn!("{e}");
         }
     }

@@ -2,7 +2,8 @@
 //! admitted have re-registered, as Mesos does (80 %): a new leader that allocated at once
 //! would hand the first agents back to whoever asks first and could not meet the quota
 //! guarantees once the rest return. Agents that do not come back within `agent_timeout`
-//! leave the registry (`sweep`), which ends the wait.
+//! leave the registry (`sweep`), which ends the wait. Agents the registry has as
+//! unreachable are not waited for.
 
 use super::Master;
 
@@ -16,7 +17,8 @@ impl Master {
         if self.quotas.is_empty() || expected == 0 || self.recovered_agents.is_empty() {
             return false;
         }
-        let back = expected.saturating_sub(self.recovered_agents.len());
+        let waiting = self.recovered_agents.len() - self.recovered_unreachable.len();
+        let back = expected.saturating_sub(waiting);
         back * 100 < expected * BACK_PERCENT
     }
 }

@@ -162,7 +162,12 @@ impl Master {
                 .collect(),
             completed_frameworks: self.completed_frameworks.iter().cloned().collect(),
             recovered_agents: self.recovered_agents.keys().cloned().collect(),
-            unreachable_agents: self.unreachable_agents.keys().cloned().collect(),
+            unreachable_agents: self
+                .unreachable_agents
+                .keys()
+                .chain(&self.recovered_unreachable)
+                .cloned()
+                .collect(),
             gone_agents: self.gone_agents.iter().cloned().collect(),
             maintenance: self.maintenance.clone(),
             connections: self.conns.len(),

@@ -11,11 +11,12 @@ use rkyv::util::AlignedVec;
 use serde::de::{self, Deserializer, Visitor};
 use serde::ser::Serializer;
 
-use super::{QuotaConfig, RegistryOp, RegistryState, Reservation};
+use super::{AgentMarks, QuotaConfig, RegistryOp, RegistryState, Reservation};
+use crate::core::Maintenance;
 
 /// Snapshot bytes start with this, then the format version (u32 little-endian).
 const MAGIC: &[u8; 8] = b"FLEETREG";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 const HEADER: usize = MAGIC.len() + 4;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,9 @@ struct Snapshot {
     weights: Vec<(String, f64)>,
     quotas: Vec<(String, QuotaConfig)>,
     reservations: Vec<(AgentId, Vec<Reservation>)>,
+    marks: Vec<(AgentId, AgentMarks)>,
+    gone: Vec<AgentId>,
+    maintenance: Maintenance,
 }
 
 fn aligned(bytes: &[u8]) -> AlignedVec {
@@ -63,6 +67,9 @@ impl fleet_raft::Apply for RegistryState {
             weights: self.weights.clone().into_iter().collect(),
             quotas: self.quotas.clone().into_iter().collect(),
             reservations: self.reservations.clone().into_iter().collect(),
+            marks: self.marks.clone().into_iter().collect(),
+            gone: self.gone.iter().cloned().collect(),
+            maintenance: self.maintenance.clone(),
         };
         let archive = rkyv::to_bytes::<rancor::Error>(&snapshot)
             .map_err(|e| SnapshotError::Encode(e.to_string()))?;
@@ -91,6 +98,9 @@ impl fleet_raft::Apply for RegistryState {
             weights: snapshot.weights.into_iter().collect(),
             quotas: snapshot.quotas.into_iter().collect(),
             reservations: snapshot.reservations.into_iter().collect(),
+            marks: snapshot.marks.into_iter().collect(),
+            gone: snapshot.gone.into_iter().collect(),
+            maintenance: snapshot.maintenance,
         })
     }
 }
@@ -181,6 +191,31 @@ mod tests {
                 principal: Some("ops".into()),
                 resources: Resources::parse("cpus(eng):1;mem(eng):256").unwrap(),
             }],
+        });
+        state.apply(RegistryOp::SetAgentMarks {
+            id: AgentId::from("A-1"),
+            marks: AgentMarks {
+                unreachable: true,
+                deactivated: true,
+                drain: Some(crate::core::DrainInfo {
+                    state: crate::core::DrainState::Draining,
+                    max_grace_ms: Some(5_000),
+                    mark_gone: true,
+                }),
+            },
+        });
+        state.apply(RegistryOp::MarkAgentGone {
+            id: AgentId::from("A-0"),
+        });
+        state.apply(RegistryOp::SetMaintenance {
+            maintenance: Maintenance {
+                windows: vec![crate::core::Window {
+                    machines: vec![crate::core::MachineId::new("h1", "10.0.0.1").unwrap()],
+                    start_ns: 1,
+                    duration_ns: 3_600_000_000_000,
+                }],
+                down: Default::default(),
+            },
         });
         state
     }
