@@ -214,7 +214,25 @@ fn the_web_ui_shows_the_dev_agent_a_finished_task_and_its_output() -> Result<()>
     assert_eq!(element_text(&dom, "stderr"), Some("oops\n"), "{dom}");
     assert!(dom.contains(">TASK_FINISHED</span>"), "{dom}");
 
+    // The agent's page lists its reservations, with who made a dynamic one.
+    let out = dev
+        .fleet()
+        .args(["reserve", agent_id, "cpus(web):0.5"])
+        .output()?;
+    assert!(out.status.success(), "{}", text(&out));
+    let agent_page = format!("{page}#/agents/{agent_id}");
+    let dom = wait_until(
+        Duration::from_secs(20),
+        "the reservation on the agent's page",
+        || {
+            let dom = chromium(&agent_page, &[PAGE_TIME, "--dump-dom"])?;
+            Ok(dom.contains("dynamic, by (no principal)").then_some(dom))
+        },
+    )?;
+    assert!(dom.contains("<td>web</td>"), "{dom}");
+
     screenshot(&page, &shots.join("overview.png"))?;
     screenshot(&task_page, &shots.join("task.png"))?;
+    screenshot(&agent_page, &shots.join("agent.png"))?;
     Ok(())
 }

@@ -318,6 +318,27 @@ function usageFacts(u) {
   ]);
 }
 
+/** The agent's reservations by role: static ones (its --resources) and dynamic ones
+ * (RESERVE_RESOURCES or a framework's RESERVE) with who made them. */
+function reservationsTable(a) {
+  const roles = {};
+  for (const r of a.total || []) {
+    if (r.role && r.role !== "*") (roles[r.role] = roles[r.role] || []).push(r);
+  }
+  const dynamic = {};
+  for (const d of a.reservations || []) {
+    for (const r of d.resources || []) {
+      const by = d.principal || "(no principal)";
+      const list = (dynamic[r.role] = dynamic[r.role] || []);
+      if (!list.includes(by)) list.push(by);
+    }
+  }
+  const rows = Object.keys(roles).sort().map((role) => `<tr><td>${esc(role)}</td>
+    <td>${describe(roles[role])}</td>
+    <td>${dynamic[role] ? esc(`dynamic, by ${dynamic[role].join(", ")}`) : "static"}</td></tr>`);
+  return table(["Role", "Reserved", "Kind"], rows, "Nothing reserved.");
+}
+
 function agentView(id) {
   const a = findAgent(id);
   if (!a) return missing("agent", id);
@@ -334,6 +355,7 @@ function agentView(id) {
     ]), usageFacts(a.usage))}
     <h2>Resources</h2>
     ${resourcesTable(names, [["Total", a.total], ["Allocated", a.used], ["Offered", a.offered]])}
+    <h2>Reservations</h2>${reservationsTable(a)}
     <h2>Tasks <span class="count">(${tasks.length})</span></h2>${tasksTable(tasks.map(taskRow))}`;
 }
 
