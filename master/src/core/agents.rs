@@ -362,6 +362,7 @@ impl Master {
                             status,
                             unacked: None,
                             recovered: running.state.is_terminal(),
+                            role: None,
                         },
                     );
                     self.notify_task_added(&framework_id, &task_id, out);

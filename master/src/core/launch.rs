@@ -205,7 +205,12 @@ impl Master {
     ) {
         tracing::info!(framework = %framework_id, "ACCEPT refused: {}", invalid.message);
         for record in taken {
-            self.recover(framework_id, &record.offer.agent_id, record.resources());
+            self.recover(
+                framework_id,
+                Some(&record.offer.role),
+                &record.offer.agent_id,
+                record.resources(),
+            );
             self.allocate_agents.insert(record.offer.agent_id);
         }
         for task in tasks {
@@ -258,12 +263,17 @@ impl Master {
             unused.subtract(&part);
             self.allocator
                 .decline(framework_id, agent_id, &part, refuse, now);
-            self.recover(framework_id, agent_id, &part);
+            self.recover(framework_id, Some(&record.offer.role), agent_id, &part);
         }
         let Some(framework) = self.frameworks.get(framework_id) else {
             return;
         };
         let agent_framework = framework.agent_view();
+        // The role the tasks' resources were allocated in: the offers', when they agree.
+        let role = taken
+            .first()
+            .map(|r| r.offer.role.clone())
+            .filter(|role| taken.iter().all(|r| &r.offer.role == role));
         for info in tasks {
             let task_id = info.task_id.clone();
             let mut status = master_status(
@@ -282,6 +292,7 @@ impl Master {
                 status,
                 unacked: None,
                 recovered: false,
+                role: role.clone(),
             };
             if let Some(framework) = self.frameworks.get_mut(framework_id) {
                 framework.tasks.insert(task_id.clone(), task);

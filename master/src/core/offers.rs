@@ -50,6 +50,7 @@ impl Master {
             let Some(agent) = agent.filter(|_| framework_connected) else {
                 self.recover(
                     &allocation.framework_id,
+                    Some(&allocation.role),
                     &allocation.agent_id,
                     &allocation.resources,
                 );
@@ -95,13 +96,17 @@ impl Master {
 
     /// Gives resources back to the allocator; a mismatch is a bug worth a log line, never
     /// a reason to stop.
+    /// Gives resources back to the allocator, taken from `role` first when known (the
+    /// role they were offered in), so that a multi-role framework's roles are credited
+    /// what they were charged.
     pub(super) fn recover(
         &mut self,
         framework: &FrameworkId,
+        role: Option<&str>,
         agent: &AgentId,
         resources: &Resources,
     ) {
-        if let Err(e) = self.allocator.recover(framework, agent, resources) {
+        if let Err(e) = self.allocator.recover_in(framework, role, agent, resources) {
             tracing::error!("{e}");
         }
     }
@@ -133,6 +138,7 @@ impl Master {
         if recover {
             self.recover(
                 &record.offer.framework_id,
+                Some(&record.offer.role),
                 &record.offer.agent_id,
                 record.resources(),
             );
@@ -165,7 +171,12 @@ impl Master {
             .unwrap_or_default();
         for id in ids {
             if let Some(record) = self.take_offer(&id) {
-                self.recover(framework, &record.offer.agent_id, record.resources());
+                self.recover(
+                    framework,
+                    Some(&record.offer.role),
+                    &record.offer.agent_id,
+                    record.resources(),
+                );
                 self.allocate_agents.insert(record.offer.agent_id);
             }
         }
@@ -212,7 +223,12 @@ impl Master {
             let agent = &record.offer.agent_id;
             self.allocator
                 .decline(framework, agent, record.resources(), refuse, now);
-            self.recover(framework, agent, record.resources());
+            self.recover(
+                framework,
+                Some(&record.offer.role),
+                agent,
+                record.resources(),
+            );
             self.counters.offers_declined += 1;
         }
     }

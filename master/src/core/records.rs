@@ -144,6 +144,9 @@ pub(crate) struct Task {
     pub unacked: Option<UpdateUuid>,
     /// Whether its resources went back to the allocator (it reached a terminal state).
     pub recovered: bool,
+    /// The role its resources were allocated in (None: not known, e.g. a task a
+    /// re-registering agent reported).
+    pub role: Option<String>,
 }
 
 #[derive(Debug, Clone)]

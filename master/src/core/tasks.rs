@@ -69,9 +69,10 @@ impl Master {
         let recover = task.state.is_terminal() && !task.recovered;
         task.recovered |= recover;
         let resources = task.info.resources.clone();
+        let role = task.role.clone();
         let done = task.state.is_terminal() && task.unacked.is_none();
         if recover {
-            self.recover(&framework_id, agent_id, &resources);
+            self.recover(&framework_id, role.as_deref(), agent_id, &resources);
             self.allocate_agents.insert(agent_id.clone());
         }
         let task_id = status.task_id.clone();
@@ -331,8 +332,9 @@ impl Master {
         let recover = !task.recovered && (state.is_terminal() || state == TaskState::Unreachable);
         task.recovered |= recover;
         let resources = task.info.resources.clone();
+        let role = task.role.clone();
         if recover {
-            self.recover(framework_id, &agent_id, &resources);
+            self.recover(framework_id, role.as_deref(), &agent_id, &resources);
         }
         if state == TaskState::Lost {
             self.counters.tasks_lost += 1;

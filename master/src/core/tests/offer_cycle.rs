@@ -311,3 +311,51 @@ fn suppress_stops_offers_until_revive() {
     assert_eq!(offered.len(), 1);
     assert_eq!(offered[0].role, "eng");
 }
+
+/// A framework in two roles holds unreserved resources of one agent in both; when the
+/// task launched in one role ends, that role is credited, not the other one.
+#[test]
+fn a_multi_role_framework_gets_back_what_each_role_was_charged() {
+    let mut sim = Sim::new();
+    let (aconn, agent) = sim.agent("h1", "cpus:2;mem:2048");
+    let (fconn, fw) = sim.framework("f", &["a", "b"], false, 0);
+    let mut launched = Vec::new();
+    for name in ["t1", "t2"] {
+        let offer = sim
+            .offers_within(fconn, 3)
+            .into_iter()
+            .next()
+            .expect("an offer");
+        sim.call(
+            fconn,
+            Call::Accept {
+                offer_ids: vec![offer.id],
+                operations: vec![Operation::Launch {
+                    tasks: vec![task(name, &agent, "cpus:1;mem:512")],
+                }],
+                filters: Some(Filters {
+                    refuse_seconds: 0.0,
+                }),
+            },
+        );
+        sim.update(aconn, &fw, &agent, &TaskId::from(name), TaskState::Running);
+        launched.push((name, offer.role));
+    }
+    let roles: Vec<&str> = launched.iter().map(|(_, r)| r.as_str()).collect();
+    assert!(roles.contains(&"a") && roles.contains(&"b"), "{launched:?}");
+    let (in_b, _) = launched.iter().find(|(_, r)| r == "b").unwrap();
+    sim.update(
+        aconn,
+        &fw,
+        &agent,
+        &TaskId::from(*in_b),
+        TaskState::Finished,
+    );
+    let shares = sim.master.allocator.shares();
+    let share = |role: &str| shares.roles.get(role).map_or(0.0, |r| r.share);
+    assert_eq!(share("b"), 0.0, "{shares:?}");
+    assert!(
+        share("a") > 0.0,
+        "role a was credited role b's task: {shares:?}"
+    );
+}
