@@ -1,10 +1,12 @@
 //! Harness for end-to-end tests: builds the real `fleet` binary once, starts `fleet dev` or
 //! separate `fleet master` / `fleet agent` processes on free loopback ports, each with its
 //! own FLEET_HOME, work dir and cgroup root, and stops them (SIGINT, then SIGKILL) on drop.
+//! `netns` puts processes in network namespaces of their own, for real network cuts.
 
 pub mod cgroups;
 pub mod cluster;
 pub mod masters;
+pub mod netns;
 pub mod sdk;
 
 use std::io::{BufRead, BufReader, Read};

@@ -3,6 +3,11 @@
 //! ports, each with its own data dir, and one `fleet agent --master A,B,C`. Masters can
 //! be killed (SIGKILL) and started again on the same data dir. On drop everything is
 //! stopped and the agent's cgroups removed.
+//!
+//! [`Masters::start_in_namespaces`] puts each master in a network namespace of its own
+//! instead (`netns.rs`), on the namespace's address, so a test can cut a master off the
+//! network for real; the test then talks to each master from the hub namespace, or from
+//! the master's own while it is cut off.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,13 +18,20 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::cgroups::CgroupGuard;
-use crate::{Process, fleet_bin, free_port, http, output_within, text, unique};
+use crate::netns::Netns;
+use crate::{HttpAnswer, Process, fleet_bin, free_port, http_with, output_within, text, unique};
+
+/// The port every master listens on in its own network namespace.
+const NAMESPACE_PORT: u16 = 5050;
 
 pub struct Masters {
     // Dropped in this order: processes first, then the cgroups, then the files.
     pub agent: Option<Process>,
     /// By node id - 1 (the sorted order of the addresses); None while killed.
     pub masters: Vec<Option<Process>>,
+    /// The namespaces the masters run in (None: on loopback), removed after the masters
+    /// stopped.
+    net: Option<Netns>,
     _cgroups: CgroupGuard,
     pub dir: tempfile::TempDir,
     /// Every master's address (QUIC and HTTP), sorted: index i is node i + 1.
@@ -42,8 +54,27 @@ fn fleet(args: &[&str], dir: &Path) -> Result<()> {
 }
 
 impl Masters {
-    /// Makes the certificates and starts `n` masters with `flags`; waits until one leads.
+    /// Makes the certificates and starts `n` masters with `flags` on loopback; waits until
+    /// one leads.
     pub fn start(n: usize, flags: &[&str]) -> Result<Masters> {
+        let addrs = (0..n)
+            .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
+            .collect();
+        Masters::start_on(addrs, None, flags)
+    }
+
+    /// Like [`start`](Self::start), each master in a network namespace of its own
+    /// (member i of a new [`Netns`]), listening on that namespace's address.
+    pub fn start_in_namespaces(n: usize, flags: &[&str]) -> Result<Masters> {
+        let net = Netns::create(n)?;
+        let addrs = (0..n)
+            .map(|i| SocketAddr::from((net.addr(i), NAMESPACE_PORT)))
+            .collect();
+        Masters::start_on(addrs, Some(net), flags)
+    }
+
+    fn start_on(mut addrs: Vec<SocketAddr>, net: Option<Netns>, flags: &[&str]) -> Result<Masters> {
+        let n = addrs.len();
         let dir = tempfile::tempdir()?;
         let certs = dir.path().join("certs");
         let certs_arg = certs.to_string_lossy().into_owned();
@@ -59,14 +90,15 @@ impl Masters {
             &["certs", "issue", "agent", "a", "--dir", &certs_arg],
             dir.path(),
         )?;
-        let mut addrs: Vec<SocketAddr> = (0..n)
-            .map(|_| SocketAddr::from(([127, 0, 0, 1], free_port())))
-            .collect();
-        addrs.sort();
+        // Node ids follow the sorted addresses; namespace addresses are sorted already.
+        if net.is_none() {
+            addrs.sort();
+        }
         let cgroup_root = unique("fleet-test");
         let mut masters = Masters {
             agent: None,
             masters: (0..n).map(|_| None).collect(),
+            net,
             _cgroups: CgroupGuard(cgroup_root.clone()),
             dir,
             addrs,
@@ -79,6 +111,12 @@ impl Masters {
         }
         masters.wait_leader(Duration::from_secs(30), None)?;
         Ok(masters)
+    }
+
+    /// The namespaces of [`start_in_namespaces`](Self::start_in_namespaces), to cut and
+    /// heal masters' links.
+    pub fn net(&self) -> Option<&Netns> {
+        self.net.as_ref()
     }
 
     /// `--master` / `--peers`: every address, comma-separated.
@@ -98,8 +136,9 @@ impl Masters {
         self.dir.path().join("certs").join("ca.pem")
     }
 
-    /// The `fleet master` command of master `i` (node i + 1).
-    pub fn master_command(&self, i: usize) -> Command {
+    /// The `fleet master` command of master `i` (node i + 1), entering its namespace
+    /// before exec when it has one.
+    pub fn master_command(&self, i: usize) -> Result<Command> {
         let certs = self.dir.path().join("certs");
         let mut cmd = Command::new(fleet_bin());
         cmd.args(["master", "--listen", &self.addrs[i].to_string()])
@@ -113,13 +152,16 @@ impl Masters {
             .arg("--key")
             .arg(certs.join(format!("master-m{}-key.pem", i + 1)))
             .args(&self.extra_flags);
-        cmd
+        if let Some(net) = &self.net {
+            Netns::enter_on_exec(&mut cmd, net.member(i))?;
+        }
+        Ok(cmd)
     }
 
     /// Starts master `i` (again) and waits until it listens.
     pub fn spawn_master(&mut self, i: usize) -> Result<()> {
         let name = format!("fleet master {}", i + 1);
-        let mut process = Process::spawn(&name, &mut self.master_command(i))?;
+        let mut process = Process::spawn(&name, &mut self.master_command(i)?)?;
         process.wait_for("fleet master: QUIC", Duration::from_secs(30))?;
         if let Some(mut old) = self.masters[i].replace(process) {
             self.past.push_str(&old.output());
@@ -139,6 +181,9 @@ impl Masters {
 
     /// Starts the agent with every master's address; waits until it registered.
     pub fn start_agent(&mut self, extra: &[&str]) -> Result<()> {
+        if self.net.is_some() {
+            bail!("the agent runs on loopback: it cannot reach masters in namespaces");
+        }
         let certs = self.dir.path().join("certs");
         let mut cmd = Command::new(fleet_bin());
         cmd.args(["agent", "--master", &self.list(), "--work-dir"])
@@ -161,13 +206,37 @@ impl Masters {
         Ok(())
     }
 
+    /// One HTTP request to master `i` (see [`http_with`]): on loopback, or from the
+    /// namespace it is reachable from (the hub, its own while cut off).
+    pub fn http_with(
+        &self,
+        i: usize,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<HttpAnswer> {
+        let addr = self.addrs[i];
+        match &self.net {
+            None => http_with(addr, method, path, headers, body),
+            Some(net) => Netns::within(net.reach(i), || {
+                http_with(addr, method, path, headers, body)
+            })?,
+        }
+    }
+
     /// Master `i`'s view of the Raft group (`GET /raft`).
     pub fn raft(&self, i: usize) -> Result<Value> {
-        let (status, body) = http(self.addrs[i], "GET", "/raft", "")?;
-        if status != 200 {
-            bail!("GET /raft on {}: HTTP {status}: {body}", self.addrs[i]);
+        let answer = self.http_with(i, "GET", "/raft", &[], "")?;
+        if answer.status != 200 {
+            bail!(
+                "GET /raft on {}: HTTP {}: {}",
+                self.addrs[i],
+                answer.status,
+                answer.body
+            );
         }
-        Ok(serde_json::from_str(&body)?)
+        Ok(serde_json::from_str(&answer.body)?)
     }
 
     /// The running master that serves (leads with a quorum's confirmation), if any.
@@ -204,14 +273,19 @@ impl Masters {
 
     /// The master state (`GET /state`) of master `i`.
     pub fn state(&self, i: usize) -> Result<Value> {
-        let (status, body) = http(self.addrs[i], "GET", "/state", "")?;
-        if status != 200 {
-            bail!("GET /state on {}: HTTP {status}: {body}", self.addrs[i]);
+        let answer = self.http_with(i, "GET", "/state", &[], "")?;
+        if answer.status != 200 {
+            bail!(
+                "GET /state on {}: HTTP {}: {}",
+                self.addrs[i],
+                answer.status,
+                answer.body
+            );
         }
-        serde_json::from_str(&body).context("/state is not JSON")
+        serde_json::from_str(&answer.body).context("/state is not JSON")
     }
 
-    /// Where frameworks reach the masters.
+    /// Where frameworks reach the masters (on loopback; in namespaces, only from the hub).
     pub fn endpoints(&self) -> Result<Vec<fleet_client::MasterEndpoint>> {
         let ca_pem = std::fs::read_to_string(self.ca_path())?;
         Ok(self
