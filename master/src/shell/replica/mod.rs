@@ -7,7 +7,10 @@
 //! on; node ids are positions in the sorted list, from 1, so every master derives the
 //! same ids from the same list. A master that finds its log empty initializes the group
 //! with that membership; openraft makes doing so on every master safe, so no master has
-//! to come up first.
+//! to come up first. Node k waits (k - 1) x [`FORM_STAGGER`] for another master to reach
+//! it first: when all start together node 1 forms the group and the others join it by
+//! replication, instead of each calling an election that unseats the leader just
+//! elected.
 //!
 //! Serving: a master runs the core while openraft makes it leader and a quorum confirmed
 //! that within [`LEASE`]; confirming (`ensure_linearizable`) also waits until every
@@ -185,7 +188,8 @@ struct Opened {
 
 impl Replica {
     /// Opens the node in `config.data_dir` (a damaged log or snapshot fails here, naming
-    /// the file and offset), joins or forms the group, and starts watching leadership.
+    /// the file and offset), and starts joining or forming the group and watching
+    /// leadership.
     pub fn start(
         config: &ReplicaConfig,
         members: Members,
@@ -241,11 +245,6 @@ impl Replica {
                             return;
                         }
                     };
-                    if let Err(e) = join_group(node.raft(), &members).await {
-                        let _ = ready_tx.send(Err(e));
-                        let _ = node.shutdown().await;
-                        return;
-                    }
                     let opened = Opened {
                         raft: node.raft().clone(),
                         state: node.state().clone(),
@@ -255,6 +254,14 @@ impl Replica {
                         let _ = node.shutdown().await;
                         return;
                     }
+                    // Beside the rest: while this master waits its turn to form the group,
+                    // it answers the others' RPCs (the master serves them once opened).
+                    let (raft, group) = (node.raft().clone(), members.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = join_group(&raft, &group).await {
+                            tracing::error!("{e}");
+                        }
+                    });
                     let strict =
                         Duration::from_millis(node_config.raft.election_timeout_max * 4 / 5);
                     watch_leadership(&node, &members, strict, stop_rx, leadership_tx, status_tx)
@@ -383,6 +390,9 @@ impl ReplicaView {
     }
 }
 
+/// How long node k + 1 waits after node k before forming the group itself.
+const FORM_STAGGER: Duration = Duration::from_secs(1);
+
 /// Forms the group on a master whose log is empty (safe on every master with the same
 /// list), and warns when the group stored differs from `--peers`.
 async fn join_group(raft: &Raft<RegistryState>, members: &Members) -> Result<(), String> {
@@ -391,6 +401,17 @@ async fn join_group(raft: &Raft<RegistryState>, members: &Members) -> Result<(),
         .await
         .map_err(|e| format!("Raft node {}: {e}", members.id))?;
     if !initialized {
+        // Give lower-numbered masters their turn: one that forms the group reaches this
+        // one with its membership, and this one joins instead of starting an election.
+        let turn = FORM_STAGGER * u32::try_from(members.id.saturating_sub(1)).unwrap_or(0);
+        let deadline = tokio::time::Instant::now() + turn;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if raft.is_initialized().await.unwrap_or(false) {
+                tracing::info!("joined the Raft group as node {}", members.id);
+                return Ok(());
+            }
+        }
         tracing::info!(
             "forming the Raft group of {} master(s) as node {}",
             members.nodes.len(),
