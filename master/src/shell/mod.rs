@@ -274,7 +274,11 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
                     b"master shutting down",
                 );
                 acceptor.abort();
-                endpoint.wait_idle().await;
+                // Long enough for the CLOSE frames to go out; a peer that is gone (another
+                // master stopped first) would keep a draining connection for 3 PTOs, which
+                // back off to tens of seconds, so it is not waited for.
+                let wait = std::time::Duration::from_secs(1);
+                let _ = tokio::time::timeout(wait, endpoint.wait_idle()).await;
             })
         })
         .map_err(|e| ServerError::Thread("shard", e))?;
