@@ -66,7 +66,7 @@ impl Master {
             .collect();
         let checked = checked.and_then(|conversions| {
             self.check_tasks(framework_id, &converted, &tasks)?;
-            self.apply_conversions(framework_id, &converted, &conversions)
+            self.apply_conversions(framework_id, &converted, conversions)
                 .map_err(Invalid::offers)
         });
         let agent_id = taken.first().map(|r| r.offer.agent_id.clone());

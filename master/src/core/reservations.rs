@@ -133,10 +133,17 @@ fn without_reserved(
 
 /// One RESERVE or UNRESERVE of an ACCEPT, checked: in the offer `offer` (index into the
 /// ACCEPT's offers), `from` becomes `to`.
-pub(super) struct Conversion {
+struct Conversion {
     offer: usize,
     from: Resources,
     to: Resources,
+}
+
+/// The RESERVE and UNRESERVE operations of an ACCEPT, checked: the conversions, and the
+/// agent's reservations once they are made.
+pub(super) struct Conversions {
+    list: Vec<Conversion>,
+    reservations: Vec<Reservation>,
 }
 
 impl Master {
@@ -296,12 +303,12 @@ impl Master {
         framework: &FrameworkId,
         offers: &mut [OfferRecord],
         operations: &[Operation],
-    ) -> Result<Vec<Conversion>, String> {
-        let Some(agent) = offers.first().map(|r| r.offer.agent_id.clone()) else {
-            return Ok(Vec::new());
-        };
+    ) -> Result<Conversions, String> {
         let principal = self.framework_principal(framework);
-        let mut list = self.reservations_on(&agent).to_vec();
+        let mut list = match offers.first() {
+            Some(r) => self.reservations_on(&r.offer.agent_id).to_vec(),
+            None => Vec::new(),
+        };
         let mut conversions = Vec::new();
         for operation in operations {
             let (resources, reserve) = match operation {
@@ -327,14 +334,7 @@ impl Master {
                 };
                 let index = offers
                     .iter()
-                    .position(|r| {
-                        r.offer.role == role
-                            && if reserve {
-                                r.resources().unreserved().contains(&from)
-                            } else {
-                                r.resources().contains(&from)
-                            }
-                    })
+                    .position(|r| r.offer.role == role && r.resources().contains(&from))
                     .ok_or_else(|| {
                         let held: Vec<String> = offers
                             .iter()
@@ -356,7 +356,10 @@ impl Master {
                 });
             }
         }
-        Ok(conversions)
+        Ok(Conversions {
+            list: conversions,
+            reservations: list,
+        })
     }
 
     /// Makes checked conversions real: the registry, then the allocator (the framework's
@@ -365,25 +368,16 @@ impl Master {
         &mut self,
         framework: &FrameworkId,
         offers: &[OfferRecord],
-        conversions: &[Conversion],
+        conversions: Conversions,
     ) -> Result<(), String> {
         let Some(agent) = offers.first().map(|r| r.offer.agent_id.clone()) else {
             return Ok(());
         };
-        if conversions.is_empty() {
+        if conversions.list.is_empty() {
             return Ok(());
         }
-        let principal = self.framework_principal(framework).map(str::to_owned);
-        let mut list = self.reservations_on(&agent).to_vec();
-        for c in conversions {
-            list = if c.to.all_reserved().is_empty() {
-                without_reserved(&list, &c.from, Some(principal.as_deref()))?
-            } else {
-                with_reserved(&list, &c.to, principal.as_deref())
-            };
-        }
-        self.set_reservations(&agent, list)?;
-        for c in conversions {
+        self.set_reservations(&agent, conversions.reservations)?;
+        for c in &conversions.list {
             let role = &offers[c.offer].offer.role;
             if let Err(e) = self
                 .allocator
