@@ -2,11 +2,12 @@
 //! one-fsync-per-entry baseline measured in the same run.
 //!
 //! Every run starts fresh nodes in this process (1, then 3), each with its WAL and
-//! snapshot in its own directory on the real disk (fsync on), connected by the
-//! in-process transport (channels; the masters' QUIC transport is not in this bench),
-//! elects a leader and writes ~40-byte `KeyValue` sets over 1,024 keys from `clients`
-//! concurrent callers, each waiting for its write to be committed and applied before the
-//! next. Latency is per write, from the call to its answer.
+//! snapshot in its own directory on the real disk (fsync on), connected by the masters'
+//! Raft transport (QUIC on 127.0.0.1, mutual TLS; `--transport channel`: fleet-raft's
+//! in-process channels instead, to compare), elects a leader and writes ~40-byte
+//! `KeyValue` sets over 1,024 keys from `clients` concurrent callers, each waiting for
+//! its write to be committed and applied before the next. Latency is per write, from
+//! the call to its answer. Fleet and the baseline run over the same transport.
 //!
 //! - Fleet: the ops go through a [`Proposer`] (everything queued while earlier entries
 //!   are in flight becomes one log entry of a [`Batched`] state) and every WAL syncs in
@@ -16,27 +17,28 @@
 //! - Optionally (`unbatched`) group commit without the proposer, openraft as it comes:
 //!   it shows how little group commit alone gives the leader.
 
+mod cluster;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+pub use cluster::RaftTransport;
 pub use fleet_raft::ProposerConfig;
-use fleet_raft::testing::{
-    InProcessCluster, KeyValue, KvOp, WriteBench, WriteLoad, run_write_bench,
-};
-use fleet_raft::{Batched, NodeConfig, NodeId, Proposer};
+use fleet_raft::testing::{KeyValue, KvOp, WriteLoad, run_writes};
+use fleet_raft::{Apply, Batched, NodeConfig, Proposer, RaftNode};
 use fleet_wal::{SyncMode, WalStats};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use self::cluster::Cluster;
 use crate::BenchError;
 
 /// What the issue asks of three masters on one machine.
 pub const TARGET_WRITES_PER_SECOND: f64 = 50_000.0;
 pub const TARGET_P99_MS: f64 = 5.0;
 
-const TRANSPORT: &str = "in-process (tokio channels, one process)";
 const ELECTION: Duration = Duration::from_secs(10);
 /// fdatasyncs of the disk probe, each after a 4 KiB append.
 const DISK_PROBE_SYNCS: u32 = 500;
@@ -56,6 +58,8 @@ pub struct RaftOptions {
     pub proposer: ProposerConfig,
     /// Also run group commit without the proposer.
     pub unbatched: bool,
+    /// How the nodes talk (QUIC unless asked otherwise).
+    pub transport: RaftTransport,
 }
 
 impl Default for RaftOptions {
@@ -68,6 +72,7 @@ impl Default for RaftOptions {
             dir: std::env::temp_dir(),
             proposer: ProposerConfig::default(),
             unbatched: false,
+            transport: RaftTransport::default(),
         }
     }
 }
@@ -138,7 +143,10 @@ pub struct DiskProbe {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RaftResults {
-    pub transport: String,
+    /// `quic` or `channel`.
+    pub transport: RaftTransport,
+    /// The transport in words, as the table's header has it.
+    pub transport_detail: String,
     pub dir: String,
     pub disk: DiskProbe,
     pub clients: usize,
@@ -224,7 +232,8 @@ pub fn run(
                 && r.latency.p99_us as f64 <= TARGET_P99_MS * 1e3
         });
     Ok(RaftResults {
-        transport: TRANSPORT.into(),
+        transport: options.transport,
+        transport_detail: options.transport.describe().into(),
         dir: options.dir.display().to_string(),
         disk,
         clients: options.clients,
@@ -282,8 +291,19 @@ async fn run_one(
     mode: Mode,
     options: &RaftOptions,
 ) -> Result<RaftRun, BenchError> {
-    let (writes, elapsed, latency_us, wal) = match mode {
-        Mode::Fleet => run_fleet(base, nodes, options).await?,
+    let (writes, (elapsed, latency_us, wal)) = match mode {
+        Mode::Fleet => {
+            let (writes, clients, proposer) = (options.writes, options.clients, options.proposer);
+            let load = move |raft| proposed_writes(raft, proposer, writes, clients);
+            let measured = on_cluster::<Batched<KeyValue>, _, _>(
+                base,
+                nodes,
+                SyncMode::GroupCommit,
+                options.transport,
+                load,
+            );
+            (writes, measured.await?)
+        }
         Mode::Baseline | Mode::Unbatched => {
             let sync = if mode == Mode::Baseline {
                 SyncMode::PerEntry
@@ -294,11 +314,17 @@ async fn run_one(
                 writes: options.baseline_writes,
                 clients: options.clients,
             };
-            let report = run_write_bench(base, WriteBench { nodes, load, sync })
-                .await
-                .map_err(raft_error)?;
-            let wal = report.leader_wal.unwrap_or_default();
-            (report.writes, report.elapsed, report.latency_us, wal)
+            let measured = on_cluster::<KeyValue, _, _>(
+                base,
+                nodes,
+                sync,
+                options.transport,
+                move |raft| async move {
+                    let report = run_writes(&raft, load, op).await.map_err(raft_error)?;
+                    Ok((report.elapsed, report.latency_us))
+                },
+            );
+            (load.writes, measured.await?)
         }
     };
     let seconds = elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
@@ -324,30 +350,61 @@ fn histogram() -> Result<Histogram<u64>, BenchError> {
     Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| BenchError::Histogram(e.to_string()))
 }
 
-/// `nodes` nodes of `Batched<KeyValue>` in group commit, written through a proposer on
-/// the leader: writes, time, latency in microseconds, the leader's WAL counters.
-async fn run_fleet(
+/// Starts `nodes` nodes of `A` (every WAL syncing as `sync`) over `transport`, runs
+/// `load` on the leader and stops them: the load's time and latencies in microseconds,
+/// and the leader's WAL counters over the load.
+async fn on_cluster<A, F, Fut>(
     base: &Path,
     nodes: usize,
-    options: &RaftOptions,
-) -> Result<(u64, Duration, Histogram<u64>, WalStats), BenchError> {
-    let ids: Vec<NodeId> = (1..=nodes as NodeId).collect();
-    let cluster = InProcessCluster::<Batched<KeyValue>>::start(base, &ids, NodeConfig::default())
-        .await
-        .map_err(raft_error)?;
-    let leader_id = cluster.initialize(ELECTION).await.map_err(raft_error)?;
+    sync: SyncMode,
+    transport: RaftTransport,
+    load: F,
+) -> Result<(Duration, Histogram<u64>, WalStats), BenchError>
+where
+    A: Apply,
+    F: FnOnce(fleet_raft::Raft<A>) -> Fut,
+    Fut: Future<Output = Result<(Duration, Histogram<u64>), BenchError>>,
+{
+    let mut config = NodeConfig::default();
+    config.wal.sync = sync;
+    let (cluster, leader_id) =
+        Cluster::<A>::start(transport, base, nodes, config, ELECTION).await?;
     let leader = cluster
         .node(leader_id)
         .ok_or_else(|| raft_error(format!("leader {leader_id} is not running")))?;
-    let proposer = Proposer::start(leader.raft().clone(), options.proposer);
-    let before = leader.wal_stats().unwrap_or_default();
+    let before = wal_stats(leader);
+    let measured = load(leader.raft().clone()).await;
+    let after = wal_stats(leader);
+    cluster.shutdown().await?;
+    let (elapsed, latency_us) = measured?;
+    let wal = WalStats {
+        rounds: after.rounds - before.rounds,
+        syncs: after.syncs - before.syncs,
+        entries: after.entries - before.entries,
+        bytes: after.bytes - before.bytes,
+    };
+    Ok((elapsed, latency_us, wal))
+}
+
+fn wal_stats<A: Apply>(node: &RaftNode<A>) -> WalStats {
+    node.wal_stats().unwrap_or_default()
+}
+
+/// `writes` writes from `clients` callers through a [`Proposer`] on the leader `raft`.
+async fn proposed_writes(
+    raft: fleet_raft::Raft<Batched<KeyValue>>,
+    config: ProposerConfig,
+    writes: u64,
+    clients: usize,
+) -> Result<(Duration, Histogram<u64>), BenchError> {
+    let proposer = Proposer::start(raft, config);
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let mut clients = Vec::with_capacity(options.clients);
-    for _ in 0..options.clients {
-        let (proposer, next, writes) = (proposer.clone(), Arc::clone(&next), options.writes);
+    let mut tasks = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        let (proposer, next) = (proposer.clone(), Arc::clone(&next));
         let mut latency = histogram()?;
-        clients.push(tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= writes {
@@ -363,23 +420,13 @@ async fn run_fleet(
         }));
     }
     let mut latency_us = histogram()?;
-    for client in clients {
-        let client = client.await.map_err(raft_error)??;
+    for task in tasks {
+        let client = task.await.map_err(raft_error)??;
         latency_us
             .add(&client)
             .map_err(|e| BenchError::Histogram(e.to_string()))?;
     }
-    let elapsed = started.elapsed();
-    let after = leader.wal_stats().unwrap_or_default();
-    drop(proposer);
-    cluster.shutdown().await.map_err(raft_error)?;
-    let wal = WalStats {
-        rounds: after.rounds - before.rounds,
-        syncs: after.syncs - before.syncs,
-        entries: after.entries - before.entries,
-        bytes: after.bytes - before.bytes,
-    };
-    Ok((options.writes, elapsed, latency_us, wal))
+    Ok((started.elapsed(), latency_us))
 }
 
 pub fn table(r: &RaftResults) -> String {
@@ -391,7 +438,7 @@ pub fn table(r: &RaftResults) -> String {
          in its own directory under {} (fsync on), {} clients\n\
          Fleet: proposer (at most {} ops per entry, {} in flight) + WAL group commit; \
          baseline: one op per entry, one fsync per entry (SyncMode::PerEntry)\n",
-        r.transport, r.dir, r.clients, r.max_batch, r.max_in_flight
+        r.transport_detail, r.dir, r.clients, r.max_batch, r.max_in_flight
     );
     let _ = writeln!(
         out,
@@ -454,4 +501,36 @@ pub fn table(r: &RaftResults) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Three nodes over the masters' QUIC transport take both workloads, and every
+    /// node's directory is gone afterwards.
+    #[test]
+    fn three_nodes_over_quic() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = RaftOptions {
+            writes: 400,
+            baseline_writes: 40,
+            clients: 8,
+            nodes: vec![3],
+            dir: dir.path().to_path_buf(),
+            ..RaftOptions::default()
+        };
+        let r = run(&options, |_, _, _| {}).unwrap();
+        assert_eq!(r.transport, RaftTransport::Quic);
+        assert_eq!(r.runs.len(), 2, "{r:?}");
+        let fleet = &r.runs[0];
+        assert_eq!(
+            (fleet.nodes, fleet.mode, fleet.writes),
+            (3, Mode::Fleet, 400)
+        );
+        assert!(fleet.writes_per_fsync > 1.0, "{fleet:?}");
+        assert!(r.runs[1].writes_per_fsync <= 1.0, "{r:?}");
+        assert!(table(&r).contains("transport QUIC on 127.0.0.1"));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
 }

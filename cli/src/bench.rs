@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use fleet_bench::allocator_grid::{self, GridOptions};
 use fleet_bench::offer_rate::{self, OfferOptions};
-use fleet_bench::raft_bench::{self, ProposerConfig, RaftOptions};
+use fleet_bench::raft_bench::{self, ProposerConfig, RaftOptions, RaftTransport};
 use fleet_bench::report_rate::{self, ReportOptions};
 use fleet_bench::sim::Workload;
 use fleet_bench::usage::{self, UsageOptions};
@@ -64,6 +64,10 @@ struct RaftArgs {
     /// Also run WAL group commit without the proposer (one op per entry).
     #[arg(long)]
     unbatched: bool,
+    /// How the nodes talk: `quic` (the masters' Raft transport on 127.0.0.1, mutual TLS)
+    /// or `channel` (fleet-raft's in-process channels).
+    #[arg(long, default_value = "quic")]
+    transport: RaftTransport,
     /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
@@ -241,6 +245,7 @@ fn run_raft(args: RaftArgs) -> Result<()> {
             ..ProposerConfig::default()
         },
         unbatched: args.unbatched,
+        transport: args.transport,
     };
     run_with_bar(
         args.json,

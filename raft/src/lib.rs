@@ -20,8 +20,8 @@
 //! - [`LogStore`]: openraft's `RaftLogStorage` + `RaftLogReader` on a `fleet_wal::Wal`.
 //! - [`StateMachineStore`]: `RaftStateMachine` + `RaftSnapshotBuilder`; snapshots in one
 //!   file replaced atomically.
-//! - [`network`]: the [`Transport`] seam (in-process now, QUIC later) and openraft's
-//!   network traits over it.
+//! - [`network`]: the [`Transport`] seam (in-process here; the masters' QUIC transport is
+//!   in fleet-master) and openraft's network traits over it.
 //! - [`RaftNode`]: one master's node, opened from its directory.
 //! - [`testing`]: an in-process cluster, a small key-value state, write load for benches.
 //!

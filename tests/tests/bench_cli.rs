@@ -200,10 +200,12 @@ fn bench_raft_writes_through_one_and_three_nodes_against_the_baseline() -> Resul
     ];
     let table = fleet(&small)?;
     assert!(table.contains("writes/s, Fleet / baseline:"), "{table}");
-    assert!(table.contains("transport in-process"), "{table}");
+    // QUIC unless asked otherwise; the JSON run over fleet-raft's channels.
+    assert!(table.contains("transport QUIC on 127.0.0.1"), "{table}");
     let mut json_args = small.to_vec();
-    json_args.push("--json");
+    json_args.extend(["--transport", "channel", "--json"]);
     let r: Value = serde_json::from_str(&fleet(&json_args)?)?;
+    assert_eq!(r["transport"], "channel", "{r:#}");
     let runs = r["runs"].as_array().cloned().unwrap_or_default();
     assert_eq!(runs.len(), 4, "1 and 3 nodes, Fleet and baseline: {r:#}");
     for run in &runs {

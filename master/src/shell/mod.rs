@@ -16,6 +16,7 @@ mod leadership;
 mod metrics;
 mod operator;
 mod quic;
+mod raft_endpoint;
 mod redirect;
 pub mod replica;
 mod snapshots;
@@ -35,6 +36,7 @@ use crate::registry::InMemoryRegistry;
 
 pub use driver::Published;
 pub use leadership::Leadership;
+pub use raft_endpoint::RaftEndpoint;
 pub use replica::{ReplicaConfig, ReplicaView};
 pub use snapshots::{PUBLISH_EVERY, Snapshots};
 pub use udp::{QUIC_SOCKET_BUFFER, grow_buffers};
@@ -173,7 +175,7 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
         addr: http_listen,
         source,
     })?;
-    let server_config = quic::server_config(&config)?;
+    let server_config = quic::server_config(&config.ca_pem, &config.identity)?;
     let replica = match &config.replication {
         Some(replication) => {
             let members =

@@ -16,25 +16,26 @@ use fleet_proto::frame::{
 use fleet_proto::messages::agent::{AgentMessage, MasterMessage, Report};
 use fleet_proto::messages::scheduler::{Call, Event};
 use fleet_proto::stream::{self, StreamError};
-use fleet_proto::tls;
+use fleet_proto::tls::{self, CertifiedKey};
 use tokio::sync::{mpsc, watch};
 
+use super::ServerError;
 use super::driver::{Outgoing, ReportFrame, ShellEvent};
 use super::leadership::Leadership;
-use super::replica::ReplicaView;
-use super::{ServerConfig, ServerError};
+use super::replica::{ReplicaView, transport};
 use crate::auth::{FrameworkGate, Refusal, Security, Verdict};
 use crate::core::{ConnId, Input};
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
-pub(super) fn server_config(config: &ServerConfig) -> Result<quinn::ServerConfig, ServerError> {
-    let tls = tls::server_config(
-        &config.ca_pem,
-        &config.identity,
-        &[ALPN_AGENT, ALPN_SCHEDULER, ALPN_RAFT],
-    )
-    .map_err(|e| ServerError::Tls(e.to_string()))?;
+/// The endpoint's QUIC and TLS configuration: agents, frameworks and peer masters, the
+/// latter two kinds verified against `ca_pem`; this master presents `identity`.
+pub(super) fn server_config(
+    ca_pem: &str,
+    identity: &CertifiedKey,
+) -> Result<quinn::ServerConfig, ServerError> {
+    let tls = tls::server_config(ca_pem, identity, &[ALPN_AGENT, ALPN_SCHEDULER, ALPN_RAFT])
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| ServerError::Tls(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -104,7 +105,7 @@ pub(super) async fn accept_loop(
 /// Why a handshake failed, in words an operator can act on: a client certificate that
 /// does not chain to the cluster CA is the usual case (an agent of another cluster, or
 /// certificates issued by another `fleet certs init`).
-fn handshake_failure(e: &quinn::ConnectionError) -> String {
+pub(super) fn handshake_failure(e: &quinn::ConnectionError) -> String {
     let text = e.to_string();
     if text.contains("UnknownIssuer") || text.contains("BadSignature") {
         format!("TLS handshake failed: {text} (its certificate is not issued by this cluster's CA)")
@@ -115,7 +116,14 @@ fn handshake_failure(e: &quinn::ConnectionError) -> String {
     }
 }
 
-fn close_conn(conn: &quinn::Connection, code: u32, reason: &str) {
+/// The application protocol the handshake agreed on.
+pub(super) fn alpn(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol)
+}
+
+pub(super) fn close_conn(conn: &quinn::Connection, code: u32, reason: &str) {
     conn.close(quinn::VarInt::from_u32(code), reason.as_bytes());
 }
 
@@ -127,10 +135,7 @@ async fn serve_connection(
     routing: Routing,
 ) {
     let peer = conn.remote_address();
-    let alpn = conn
-        .handshake_data()
-        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
-        .and_then(|d| d.protocol);
+    let alpn = alpn(&conn);
     if matches!(alpn.as_deref(), Some(ALPN_AGENT | ALPN_SCHEDULER)) {
         let leadership = *routing.leadership.borrow();
         if !leadership.serves() {
@@ -175,15 +180,7 @@ fn serve_raft(conn: quinn::Connection, raft: Option<ReplicaView>) {
         );
         return;
     };
-    let is_master = conn
-        .peer_identity()
-        .and_then(|id| {
-            id.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
-                .ok()
-        })
-        .and_then(|chain| chain.first().map(tls::is_master_certificate))
-        .unwrap_or(false);
-    if !is_master {
+    if !transport::is_master_peer(&conn) {
         tracing::warn!(%peer, "refusing a Raft connection without a master certificate");
         close_conn(
             &conn,

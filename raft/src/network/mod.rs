@@ -5,8 +5,9 @@
 //! A transport moves [`RaftRequest`]s and [`RaftResponse`]s, which serialize (serde;
 //! `crate::codec` for bytes), and says whether a peer could not be reached. It does not
 //! time out calls itself: openraft cancels an RPC past its deadline. [`InProcessNetwork`]
-//! is the transport for tests and benchmarks; the masters' QUIC endpoint (its own ALPN)
-//! is the production one, not written yet.
+//! is the transport for tests (and `fleet bench raft --transport channel`); the masters'
+//! QUIC transport (ALPN `fleet-raft/1`, in fleet-master's `shell::replica::transport`)
+//! is the production one.
 
 mod in_process;
 

@@ -22,7 +22,7 @@
 //! new connections for that moment instead of dropping its core and every session.
 
 mod status;
-mod transport;
+pub mod transport;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, UdpSocket};

@@ -6,6 +6,9 @@
 //! Outgoing RPCs use a client endpoint of their own on the Raft runtime, not the
 //! master's listening endpoint: that one is driven by the driver thread, which blocks
 //! while a registry write waits for this very replication.
+//!
+//! Generic over the replicated state: the master runs it for `RegistryState`, and
+//! `fleet bench raft` runs the same code for its own state (`shell::raft_endpoint`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,9 +19,10 @@ use fleet_proto::frame::{ALPN_RAFT, MAX_FRAME_LEN, StreamKind};
 use fleet_proto::stream;
 use fleet_proto::tls::{self, CertifiedKey, MASTER_SERVER_NAME};
 use fleet_raft::network::serve;
-use fleet_raft::{Node, NodeId, Raft, RaftRequest, RaftResponse, Transport, TransportError, codec};
-
-use crate::registry::RegistryState;
+use fleet_raft::{
+    Apply, Node, NodeId, Raft, RaftRequest, RaftResponse, Transport, TransportError, codec,
+};
+use rustls::pki_types::CertificateDer;
 
 /// How long connecting to a peer may take before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -26,14 +30,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The client side: one cached connection per peer.
-pub(super) struct QuicTransport {
+pub struct QuicTransport {
     endpoint: quinn::Endpoint,
     connections: Mutex<HashMap<NodeId, quinn::Connection>>,
 }
 
 impl QuicTransport {
     /// Opens the client endpoint (IPv6 when the peers are); call on the Raft runtime.
-    pub(super) fn new(ca_pem: &str, identity: &CertifiedKey, ipv6: bool) -> Result<Self, String> {
+    pub fn new(ca_pem: &str, identity: &CertifiedKey, ipv6: bool) -> Result<Self, String> {
         let tls = tls::client_config(ca_pem, Some(identity), ALPN_RAFT)
             .map_err(|e| format!("Raft TLS set-up: {e}"))?;
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
@@ -145,12 +149,12 @@ impl QuicTransport {
     }
 }
 
-impl Transport<RegistryState> for QuicTransport {
+impl<A: Apply> Transport<A> for QuicTransport {
     async fn send(
         &self,
         target: NodeId,
         node: &Node,
-        request: RaftRequest<RegistryState>,
+        request: RaftRequest<A>,
     ) -> Result<RaftResponse, TransportError> {
         let addr: SocketAddr = node.addr.parse().map_err(|e| TransportError::Unreachable {
             target,
@@ -173,8 +177,17 @@ async fn write_frame(send: &mut quinn::SendStream, body: &[u8]) -> Result<(), St
     send.write_all(body).await.map_err(|e| e.to_string())
 }
 
+/// Whether the peer of `conn` presented a master certificate (mutual TLS already proved
+/// it chains to the cluster CA): only masters may speak Raft.
+pub fn is_master_peer(conn: &quinn::Connection) -> bool {
+    conn.peer_identity()
+        .and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .and_then(|chain| chain.first().map(tls::is_master_certificate))
+        .unwrap_or(false)
+}
+
 /// The server side: answers every RPC a peer master opens on `conn` with the local node.
-pub(super) async fn serve_connection(conn: quinn::Connection, raft: Raft<RegistryState>) {
+pub async fn serve_connection<A: Apply>(conn: quinn::Connection, raft: Raft<A>) {
     let peer = conn.remote_address();
     loop {
         let (send, recv) = match conn.accept_bi().await {
@@ -193,10 +206,10 @@ pub(super) async fn serve_connection(conn: quinn::Connection, raft: Raft<Registr
     }
 }
 
-async fn serve_rpc(
+async fn serve_rpc<A: Apply>(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-    raft: &Raft<RegistryState>,
+    raft: &Raft<A>,
 ) -> Result<(), String> {
     stream::read_preamble(&mut recv, StreamKind::RaftRpc)
         .await
@@ -205,7 +218,7 @@ async fn serve_rpc(
         .await
         .map_err(|e| e.to_string())?
         .ok_or("the stream ended before a request")?;
-    let request: RaftRequest<RegistryState> =
+    let request: RaftRequest<A> =
         codec::decode("Raft request", &body).map_err(|e| e.to_string())?;
     let response = serve(raft, request).await;
     let bytes = codec::encode("Raft response", &response).map_err(|e| e.to_string())?;
