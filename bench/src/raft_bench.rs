@@ -4,14 +4,17 @@
 //! Every run starts fresh nodes in this process (1, then 3), each with its WAL and
 //! snapshot in its own directory on the real disk (fsync on), connected by the masters'
 //! Raft transport (QUIC on 127.0.0.1, mutual TLS; `--transport channel`: fleet-raft's
-//! in-process channels instead, to compare), elects a leader and writes ~40-byte
-//! `KeyValue` sets over 1,024 keys from `clients` concurrent callers, each waiting for
-//! its write to be committed and applied before the next. Latency is per write, from
-//! the call to its answer. Fleet and the baseline run over the same transport.
+//! in-process channels instead, to compare), elects a leader and writes registry ops
+//! (`AdmitAgent` of one of 1,024 agents, with its resources and attributes: the master's
+//! commonest registry write, applied by the master's own `RegistryState`) from `clients`
+//! concurrent callers, each waiting for its write to be committed and applied before the
+//! next. Latency is per write, from the call to its answer. Fleet and the baseline run
+//! over the same transport.
 //!
 //! - Fleet: the ops go through a [`Proposer`] (everything queued while earlier entries
 //!   are in flight becomes one log entry of a [`Batched`] state) and every WAL syncs in
-//!   group commit: what the master uses.
+//!   group commit. (The master itself writes one op at a time and waits for it, so it
+//!   does not batch yet: this is what the replicated log gives concurrent writers.)
 //! - Baseline: one `client_write` per op (one op per entry) and `SyncMode::PerEntry` (one
 //!   write and one fdatasync per entry): no batching and no group commit.
 //! - Optionally (`unbatched`) group commit without the proposer, openraft as it comes:
@@ -25,8 +28,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub use cluster::RaftTransport;
+use fleet_master::registry::{RegistryOp, RegistryState};
+use fleet_proto::ids::AgentId;
+use fleet_proto::messages::agent::AgentInfo;
+use fleet_proto::resources::{Attributes, Resources};
 pub use fleet_raft::ProposerConfig;
-use fleet_raft::testing::{KeyValue, KvOp, WriteLoad, run_writes};
+use fleet_raft::testing::{WriteLoad, run_writes};
 use fleet_raft::{Apply, Batched, NodeConfig, Proposer, RaftNode};
 use fleet_wal::{SyncMode, WalStats};
 use hdrhistogram::Histogram;
@@ -271,10 +278,19 @@ fn probe_disk(dir: &Path) -> Result<DiskProbe, BenchError> {
     })
 }
 
-fn op(i: u64) -> KvOp {
-    KvOp::Set {
-        key: format!("key-{}", i % 1024),
-        value: format!("value-{i:020}"),
+/// The `i`th write: agent `i % 1024` (re-)admitted, as a registering agent is.
+fn op(i: u64) -> RegistryOp {
+    let agent = i % 1024;
+    RegistryOp::AdmitAgent {
+        id: AgentId(format!("A-{agent:016x}")),
+        info: AgentInfo {
+            hostname: format!("agent-{agent}.rack-{}.example", agent % 32),
+            http_address: format!("10.0.{}.{}:5051", agent / 256, agent % 256),
+            resources: Resources::parse("cpus:16;mem:65536;disk:1000000;ports:[31000-32000]")
+                .unwrap_or_default(),
+            attributes: Attributes::parse(&format!("rack:r{};zone:z{}", agent % 32, agent % 3))
+                .unwrap_or_default(),
+        },
     }
 }
 
@@ -295,7 +311,7 @@ async fn run_one(
         Mode::Fleet => {
             let (writes, clients, proposer) = (options.writes, options.clients, options.proposer);
             let load = move |raft| proposed_writes(raft, proposer, writes, clients);
-            let measured = on_cluster::<Batched<KeyValue>, _, _>(
+            let measured = on_cluster::<Batched<RegistryState>, _, _>(
                 base,
                 nodes,
                 SyncMode::GroupCommit,
@@ -314,7 +330,7 @@ async fn run_one(
                 writes: options.baseline_writes,
                 clients: options.clients,
             };
-            let measured = on_cluster::<KeyValue, _, _>(
+            let measured = on_cluster::<RegistryState, _, _>(
                 base,
                 nodes,
                 sync,
@@ -392,7 +408,7 @@ fn wal_stats<A: Apply>(node: &RaftNode<A>) -> WalStats {
 
 /// `writes` writes from `clients` callers through a [`Proposer`] on the leader `raft`.
 async fn proposed_writes(
-    raft: fleet_raft::Raft<Batched<KeyValue>>,
+    raft: fleet_raft::Raft<Batched<RegistryState>>,
     config: ProposerConfig,
     writes: u64,
     clients: usize,
