@@ -256,14 +256,28 @@ impl Master {
         }
         self.free_on(agent, &flat, out)?;
         let list = with_reserved(self.reservations_on(agent), resources, principal);
+        self.convert_free(agent, total, list, &flat, resources)?;
+        tracing::info!(agent = %agent, principal = ?principal, "reserved '{resources}'");
+        Ok(())
+    }
+
+    /// Records `list` as the agent's reservations and turns `from` into `to` in its
+    /// total (resources nobody holds); the agent is allocated again at the next tick.
+    fn convert_free(
+        &mut self,
+        agent: &AgentId,
+        total: Resources,
+        list: Vec<Reservation>,
+        from: &Resources,
+        to: &Resources,
+    ) -> Result<(), String> {
         self.set_reservations(agent, list)?;
         let mut new_total = total;
-        new_total.subtract(&flat);
-        new_total.add(resources);
+        new_total.subtract(from);
+        new_total.add(to);
         self.allocator
             .set_agent_total(agent, new_total)
             .map_err(|e| e.to_string())?;
-        tracing::info!(agent = %agent, principal = ?principal, "reserved '{resources}'");
         self.allocate_agents.insert(agent.clone());
         Ok(())
     }
@@ -283,15 +297,8 @@ impl Master {
         let list = without_reserved(self.reservations_on(agent), resources, only)
             .map_err(|e| format!("agent {agent}: {e}"))?;
         self.free_on(agent, resources, out)?;
-        self.set_reservations(agent, list)?;
-        let mut new_total = total;
-        new_total.subtract(resources);
-        new_total.add(&resources.flatten());
-        self.allocator
-            .set_agent_total(agent, new_total)
-            .map_err(|e| e.to_string())?;
+        self.convert_free(agent, total, list, resources, &resources.flatten())?;
         tracing::info!(agent = %agent, principal = ?principal, "unreserved '{resources}'");
-        self.allocate_agents.insert(agent.clone());
         Ok(())
     }
 

@@ -118,6 +118,20 @@ async fn change(e: &Endpoints, call: Result<OperatorCall, String>) -> Response {
     }
 }
 
+/// [`change`], once `principal` may do `action` (else 401/403, logged, naming `path`).
+async fn authorized_change(
+    e: &Endpoints,
+    principal: Option<&str>,
+    action: Action,
+    path: &str,
+    call: Result<OperatorCall, String>,
+) -> Response {
+    if let Err(refusal) = e.security.authorize(principal, action) {
+        return http_auth::refuse(path, refusal);
+    }
+    change(e, call).await
+}
+
 fn json_body(body: &[u8]) -> Result<Value, String> {
     serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))
 }
@@ -150,10 +164,14 @@ async fn teardown(
     let action = Action::TeardownFramework {
         framework_principal: None,
     };
-    if let Err(refusal) = e.security.authorize(principal.as_deref(), action) {
-        return http_auth::refuse("/teardown", refusal);
-    }
-    change(&e, framework_of(&body)).await
+    authorized_change(
+        &e,
+        principal.as_deref(),
+        action,
+        "/teardown",
+        framework_of(&body),
+    )
+    .await
 }
 
 async fn quota(State(e): State<Endpoints>) -> Response {
@@ -193,14 +211,17 @@ async fn set_schedule(
     Extension(Caller(principal)): Extension<Caller>,
     body: Bytes,
 ) -> Response {
-    if let Err(refusal) = e
-        .security
-        .authorize(principal.as_deref(), Action::UpdateMaintenanceSchedule)
-    {
-        return http_auth::refuse("/maintenance/schedule", refusal);
-    }
     let windows = json_body(&body).and_then(|s| maintenance::schedule(&s));
-    change(&e, windows.map(OperatorCall::UpdateSchedule)).await
+    let call = windows.map(OperatorCall::UpdateSchedule);
+    let action = Action::UpdateMaintenanceSchedule;
+    authorized_change(
+        &e,
+        principal.as_deref(),
+        action,
+        "/maintenance/schedule",
+        call,
+    )
+    .await
 }
 
 async fn status(State(e): State<Endpoints>) -> Response {
@@ -213,14 +234,16 @@ async fn machine_down(
     Extension(Caller(principal)): Extension<Caller>,
     body: Bytes,
 ) -> Response {
-    if let Err(refusal) = e
-        .security
-        .authorize(principal.as_deref(), Action::StartMaintenance)
-    {
-        return http_auth::refuse("/machine/down", refusal);
-    }
     let machines = json_body(&body).and_then(|m| maintenance::machines(&m, "the body"));
-    change(&e, machines.map(OperatorCall::MachinesDown)).await
+    let call = machines.map(OperatorCall::MachinesDown);
+    authorized_change(
+        &e,
+        principal.as_deref(),
+        Action::StartMaintenance,
+        "/machine/down",
+        call,
+    )
+    .await
 }
 
 async fn machine_up(
@@ -228,14 +251,16 @@ async fn machine_up(
     Extension(Caller(principal)): Extension<Caller>,
     body: Bytes,
 ) -> Response {
-    if let Err(refusal) = e
-        .security
-        .authorize(principal.as_deref(), Action::StopMaintenance)
-    {
-        return http_auth::refuse("/machine/up", refusal);
-    }
     let machines = json_body(&body).and_then(|m| maintenance::machines(&m, "the body"));
-    change(&e, machines.map(OperatorCall::MachinesUp)).await
+    let call = machines.map(OperatorCall::MachinesUp);
+    authorized_change(
+        &e,
+        principal.as_deref(),
+        Action::StopMaintenance,
+        "/machine/up",
+        call,
+    )
+    .await
 }
 
 /// `/reserve` and `/unreserve`: authorized on the roles (RESERVE) or the reservations'
