@@ -19,6 +19,12 @@ const RUN_FOR: Duration = Duration::from_secs(12);
 const WARM_UP: Duration = Duration::from_secs(4);
 const PER_TASK: &str = "cpus:0.25;mem:32";
 
+/// One cluster at a time: each keeps 2 cores busy with task churn, and shares measured
+/// under that load drift toward 1:1 (1.97 was seen with these tests running together in
+/// the full suite, 2.3 to 2.9 one at a time), because coarse offers hand a burst of slots
+/// freed at once to one role.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A framework in `role` that launches as many `sleep 1` tasks as every offer holds and
 /// counts how many it has running in `running`.
 async fn framework(
@@ -87,6 +93,7 @@ async fn with_two_allocator_shards_roles_weighted_one_and_three_share_one_to_thr
 }
 
 async fn weighted_one_to_three(flags: &[&str]) -> Result<()> {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let mut args = vec!["--resources", "cpus:4;mem:4096"];
     args.extend_from_slice(flags);
     let mut dev = Dev::start(&args)?;
@@ -161,6 +168,7 @@ async fn weighted_one_to_three(flags: &[&str]) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quota_limit_caps_a_role_and_get_quota_reports_it() -> Result<()> {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let mut dev = Dev::start(&["--resources", "cpus:4;mem:4096"])?;
     let api = |body: &str| http(([127, 0, 0, 1], dev.port).into(), "POST", "/api/v1", body);
     let (status, body) = api(
