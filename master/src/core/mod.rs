@@ -529,9 +529,7 @@ impl Master {
     /// Writes to the registry where failure is logged but does not change the decision
     /// (removals: a stale entry only delays a later cleanup).
     fn registry_apply(&mut self, op: crate::registry::RegistryOp) {
-        if let crate::registry::RegistryOp::RemoveAgent { id }
-        | crate::registry::RegistryOp::MarkAgentGone { id } = &op
-        {
+        if let crate::registry::RegistryOp::RemoveAgent { id } = &op {
             // The registry drops them with the agent.
             self.reservations.remove(id);
         }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
@@ -108,12 +109,21 @@ fn ok(value: Value) -> Response {
 /// Applies `call` (or answers the refusal): 200 with an empty body, as Mesos answers
 /// these endpoints.
 async fn change(e: &Endpoints, call: Result<OperatorCall, String>) -> Response {
+    change_answering(e, call, StatusCode::OK).await
+}
+
+/// [`change`], answering `done` when it is applied.
+async fn change_answering(
+    e: &Endpoints,
+    call: Result<OperatorCall, String>,
+    done: StatusCode,
+) -> Response {
     let result = match call {
         Ok(call) => apply(&e.events, call).await,
         Err(refused) => Err(refused),
     };
     match result {
-        Ok(()) => axum::http::StatusCode::OK.into_response(),
+        Ok(()) => done.into_response(),
         Err(why) => error(400, why).into_response(),
     }
 }
@@ -274,22 +284,16 @@ async fn reservation(
 ) -> Response {
     let call = bodies::reservation_form(kind, body);
     let actions = match &call {
-        Ok(OperatorCall::Reserve { resources, .. }) => {
-            let roles = resources.reservation_roles();
-            if roles.is_empty() {
-                vec![Action::ReserveResources { role: None }]
-            } else {
-                roles
-                    .into_iter()
-                    .map(|r| Action::ReserveResources {
-                        role: Some(r.to_owned()),
-                    })
-                    .collect()
-            }
+        Ok(OperatorCall::Reserve { resources, .. }) => http_auth::reserve_actions(
+            resources
+                .reservation_roles()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+        ),
+        Ok(OperatorCall::Unreserve { principal, .. }) => {
+            http_auth::unreserve_actions(principal.iter().cloned().collect())
         }
-        Ok(OperatorCall::Unreserve { principal, .. }) => vec![Action::UnreserveResources {
-            reserver_principal: principal.clone(),
-        }],
         _ => Vec::new(),
     };
     for action in actions {
@@ -298,14 +302,7 @@ async fn reservation(
         }
     }
     let call = call.and_then(|c| bind_principal(c, principal));
-    let result = match call {
-        Ok(call) => apply(&e.events, call).await,
-        Err(refused) => Err(refused),
-    };
-    match result {
-        Ok(()) => axum::http::StatusCode::ACCEPTED.into_response(),
-        Err(why) => error(400, why).into_response(),
-    }
+    change_answering(e, call, StatusCode::ACCEPTED).await
 }
 
 async fn reserve(

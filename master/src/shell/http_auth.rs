@@ -119,32 +119,8 @@ pub(super) fn operator_actions(body: &[u8]) -> Vec<Action> {
         Some("TEARDOWN") => vec![Action::TeardownFramework {
             framework_principal: None,
         }],
-        Some("RESERVE_RESOURCES") => {
-            let (roles, _) = bodies::reservation_objects(&call);
-            if roles.is_empty() {
-                vec![Action::ReserveResources { role: None }]
-            } else {
-                roles
-                    .into_iter()
-                    .map(|role| Action::ReserveResources { role: Some(role) })
-                    .collect()
-            }
-        }
-        Some("UNRESERVE_RESOURCES") => {
-            let (_, principals) = bodies::reservation_objects(&call);
-            if principals.is_empty() {
-                vec![Action::UnreserveResources {
-                    reserver_principal: None,
-                }]
-            } else {
-                principals
-                    .into_iter()
-                    .map(|p| Action::UnreserveResources {
-                        reserver_principal: Some(p),
-                    })
-                    .collect()
-            }
-        }
+        Some("RESERVE_RESOURCES") => reserve_actions(bodies::reservation_objects(&call).0),
+        Some("UNRESERVE_RESOURCES") => unreserve_actions(bodies::reservation_objects(&call).1),
         Some("KILL_TASK") => vec![Action::KillTask],
         Some(
             kind @ ("DRAIN_AGENT" | "DEACTIVATE_AGENT" | "REACTIVATE_AGENT" | "MARK_AGENT_GONE"),
@@ -168,6 +144,33 @@ pub(super) fn operator_actions(body: &[u8]) -> Vec<Action> {
         Some("STOP_MAINTENANCE") => vec![Action::StopMaintenance],
         _ => Vec::new(),
     }
+}
+
+/// RESERVE asks `reserve_resources` once per role reserved for (no role named: an object
+/// only ANY rules speak for).
+pub(super) fn reserve_actions(roles: Vec<String>) -> Vec<Action> {
+    if roles.is_empty() {
+        return vec![Action::ReserveResources { role: None }];
+    }
+    roles
+        .into_iter()
+        .map(|role| Action::ReserveResources { role: Some(role) })
+        .collect()
+}
+
+/// UNRESERVE asks `unreserve_resources` once per reservation principal named.
+pub(super) fn unreserve_actions(principals: Vec<String>) -> Vec<Action> {
+    if principals.is_empty() {
+        return vec![Action::UnreserveResources {
+            reserver_principal: None,
+        }];
+    }
+    principals
+        .into_iter()
+        .map(|p| Action::UnreserveResources {
+            reserver_principal: Some(p),
+        })
+        .collect()
 }
 
 #[cfg(test)]
