@@ -131,20 +131,24 @@ impl QuicTransport {
             target,
             reason: format!("{addr}: {reason}"),
         };
+        // A stream dies with its connection: the peer's reason for closing it (a refusal
+        // names what it wants) says more than the stream's "connection lost".
+        let broken = |e: String| match conn.close_reason() {
+            Some(closed) => {
+                self.forget(target);
+                failed(closed.to_string())
+            }
+            None => failed(e),
+        };
         stream::write_preamble(&mut send, StreamKind::RaftRpc)
             .await
-            .map_err(|e| failed(e.to_string()))?;
-        write_frame(&mut send, &request).await.map_err(failed)?;
+            .map_err(|e| broken(e.to_string()))?;
+        write_frame(&mut send, &request).await.map_err(broken)?;
         let _ = send.finish();
         let body = stream::read_frame(&mut recv, MAX_FRAME_LEN)
             .await
-            .map_err(|e| {
-                if conn.close_reason().is_some() {
-                    self.forget(target);
-                }
-                failed(e.to_string())
-            })?
-            .ok_or_else(|| failed("the stream ended without a response".to_owned()))?;
+            .map_err(|e| broken(e.to_string()))?
+            .ok_or_else(|| broken("the stream ended without a response".to_owned()))?;
         codec::decode("Raft response", &body).map_err(|e| failed(e.to_string()))
     }
 }
