@@ -337,17 +337,26 @@ impl Master {
             };
             match framework.tasks.get_mut(&task_id) {
                 Some(task) if task.state != running.state => {
+                    // UNREACHABLE was the master's word, not the agent's: nothing the
+                    // agent resends corrects it, so the framework hears it back here.
+                    let told_unreachable = task.state == TaskState::Unreachable;
                     task.state = running.state;
                     task.status.state = running.state;
                     task.status.message = status.message.clone();
                     task.recovered = running.state.is_terminal();
+                    // Otherwise operators see the state now and the framework hears it
+                    // from the agent's update stream, which resends what it has not had
+                    // acknowledged, in order: an update from here could overtake an
+                    // older one the agent resends (RUNNING, then its STARTING again).
                     let update = task.status.clone();
                     self.notify_task_updated(&framework_id, &update, out);
-                    self.send_to_framework(
-                        &framework_id,
-                        fleet_proto::messages::scheduler::Event::Update { status: update },
-                        out,
-                    );
+                    if told_unreachable {
+                        self.send_to_framework(
+                            &framework_id,
+                            fleet_proto::messages::scheduler::Event::Update { status: update },
+                            out,
+                        );
+                    }
                 }
                 Some(_) => {}
                 None => {

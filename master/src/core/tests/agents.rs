@@ -247,6 +247,40 @@ fn reregistration_within_timeout_keeps_tasks() {
     assert_eq!(state.agents[0].used, res("cpus:1;mem:512"));
 }
 
+/// The agent's own update stream tells the framework what happened while it was away, in
+/// order: a task that started running while its STARTING was unacknowledged re-registers
+/// as running, and its STARTING is resent after. Had the master told the framework
+/// "running" from the re-registration, the resent STARTING would arrive after it.
+#[test]
+fn reregistration_tells_the_framework_nothing_the_update_stream_will() {
+    let mut sim = Sim::new();
+    let (aconn, agent) = sim.agent("h1", "cpus:4;mem:4096");
+    let (fconn, fw) = sim.framework("f", &[], false, 600_000);
+    let offer = offers(&sim.tick(), fconn).remove(0);
+    sim.call(
+        fconn,
+        launch(vec![offer.id], vec![task("t1", &agent, "cpus:1;mem:512")]),
+    );
+    let t1 = TaskId::from("t1");
+    sim.update(aconn, &fw, &agent, &t1, TaskState::Starting);
+    disconnect_agent(&mut sim, aconn);
+    let (aconn2, out) = sim.agent_registers(
+        Some(agent.clone()),
+        Sim::agent_info("h1", "cpus:4;mem:4096"),
+        vec![running_on(&fw, &agent, "t1")],
+    );
+    assert!(updates(&out, fconn).is_empty(), "{out:?}");
+    assert_eq!(sim.master.state().tasks[0].state, TaskState::Running);
+    let (out, _) = sim.update(aconn2, &fw, &agent, &t1, TaskState::Starting);
+    let (more, _) = sim.update(aconn2, &fw, &agent, &t1, TaskState::Running);
+    let seen: Vec<TaskState> = updates(&out, fconn)
+        .into_iter()
+        .chain(updates(&more, fconn))
+        .map(|s| s.state)
+        .collect();
+    assert_eq!(seen, vec![TaskState::Starting, TaskState::Running]);
+}
+
 #[test]
 fn reregistered_agent_without_a_task_loses_it() {
     let mut sim = Sim::new();
