@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use super::driver::ShellEvent;
 use super::http_auth::{self, Caller};
 use super::leadership::Leadership;
+use super::net::ShardStats;
 use super::operator::{self, Call, events};
 use super::replica::ReplicaView;
 use super::snapshots::Snapshots;
@@ -28,12 +29,15 @@ struct App {
     security: Arc<Security>,
     /// The Raft node, for /metrics, when replicated.
     raft: Option<ReplicaView>,
+    /// Connections per network shard, for /metrics.
+    shards: Arc<ShardStats>,
 }
 
 /// Whether this master leads (followers redirect), and its Raft node.
 pub(super) struct Routing {
     pub leadership: watch::Receiver<Leadership>,
     pub raft: Option<ReplicaView>,
+    pub shards: Arc<ShardStats>,
 }
 
 pub(super) fn serve(
@@ -80,6 +84,7 @@ pub(super) fn serve(
                 events: events.clone(),
                 security: security.clone(),
                 raft: routing.raft,
+                shards: routing.shards,
             })
             .merge(super::endpoints::router(super::endpoints::Endpoints {
                 published: published.clone(),
@@ -171,6 +176,7 @@ async fn operator_get() -> Response {
 async fn metrics(State(app): State<App>) -> Response {
     let snapshot = app.published.fresh().await;
     let mut text = super::metrics::render(&snapshot.state);
+    text.push_str(&app.shards.metrics());
     if let Some(raft) = &app.raft {
         text.push_str(&raft.metrics());
     }

@@ -14,6 +14,7 @@ mod http;
 mod http_auth;
 mod leadership;
 mod metrics;
+mod net;
 mod operator;
 mod quic;
 mod raft_endpoint;
@@ -86,6 +87,8 @@ pub struct MasterHandle {
     snapshots: Snapshots,
     replica: Option<replica::Replica>,
     leadership: watch::Receiver<Leadership>,
+    /// Connections per network shard.
+    stats: Arc<net::ShardStats>,
     /// Keeps a lone master's leadership (always serving) alive.
     _alone: Option<watch::Sender<Leadership>>,
 }
@@ -103,6 +106,11 @@ impl MasterHandle {
     /// the driver to copy one).
     pub fn state(&self) -> Arc<Published> {
         self.snapshots.fresh_blocking()
+    }
+
+    /// QUIC sessions open on each network shard now.
+    pub fn shard_connections(&self) -> Vec<u64> {
+        self.stats.open()
     }
 
     /// Whether this master serves now, and where the leader is when it does not.
@@ -150,18 +158,18 @@ impl MasterHandle {
 /// Binds the sockets, then starts the shard and HTTP threads. Errors in binding or TLS
 /// set-up are returned here, before anything runs.
 pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
-    let udp = std::net::UdpSocket::bind(config.listen).map_err(|source| ServerError::Bind {
+    let shard_count = config.core.allocator_shards.max(1);
+    let bind_err = |source| ServerError::Bind {
         what: "QUIC (UDP)",
         addr: config.listen,
         source,
-    })?;
-    let quic_addr = udp.local_addr().map_err(|source| ServerError::Bind {
-        what: "QUIC (UDP)",
-        addr: config.listen,
-        source,
-    })?;
-    let (recv_buf, send_buf) = udp::grow_buffers(&udp, udp::QUIC_SOCKET_BUFFER);
-    tracing::debug!(recv_buf, send_buf, "QUIC socket buffers");
+    };
+    let sockets = udp::bind_shards(config.listen, shard_count).map_err(bind_err)?;
+    let quic_addr = sockets[0].local_addr().map_err(bind_err)?;
+    for socket in &sockets {
+        let (recv_buf, send_buf) = udp::grow_buffers(socket, udp::QUIC_SOCKET_BUFFER);
+        tracing::debug!(recv_buf, send_buf, "QUIC socket buffers");
+    }
     let http_listen = config
         .http_listen
         .unwrap_or(SocketAddr::new(quic_addr.ip(), quic_addr.port()));
@@ -204,7 +212,6 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
     let (reports_tx, reports_rx) = mpsc::channel(driver::REPORT_QUEUE);
     let http_events = events_tx.clone();
     tracing::info!("master security: {}", config.security.describe());
-    let quic_security = config.security.clone();
     let http_security = config.security.clone();
 
     let core_config = config.core.clone();
@@ -214,35 +221,41 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
         Some(view) => Master::new(core_config.clone(), Box::new(view.registry())),
         None => Master::new(core_config.clone(), Box::new(InMemoryRegistry::default())),
     };
-    let (quic_leadership, mut shard_leadership) = (leadership.clone(), leadership.clone());
-    let quic_view = view.clone();
-    let mut shard_stop = stop_rx.clone();
+    let stats = Arc::new(net::ShardStats::new(shard_count));
+    let mut threads = Vec::with_capacity(shard_count + 2);
+    for (index, socket) in sockets.into_iter().enumerate() {
+        let shard = net::Shard {
+            index,
+            socket,
+            config: server_config.clone(),
+            events: events_tx.clone(),
+            reports: reports_tx.clone(),
+            security: config.security.clone(),
+            routing: quic::Routing {
+                leadership: leadership.clone(),
+                raft: view.clone(),
+            },
+            stats: stats.clone(),
+            stop: stop_rx.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("fleet-shard-{index}"))
+            .spawn(move || net::run(shard, quic_addr))
+            .map_err(|e| ServerError::Thread("shard", e))?;
+        threads.push(thread);
+    }
+    drop((events_tx, reports_tx));
+    tracing::info!("master listening on {quic_addr} (QUIC, {shard_count} network shards)");
+
+    let mut core_leadership = leadership.clone();
+    let mut core_stop = stop_rx.clone();
     let (mut events_rx, mut reports_rx, mut publisher) = (events_rx, reports_rx, publisher);
-    let shard = std::thread::Builder::new()
-        .name("fleet-shard-0".into())
+    let core = std::thread::Builder::new()
+        .name("fleet-core".into())
         .spawn(move || {
             tokio_uring::start(async move {
-                let endpoint = match quic::endpoint(server_config, udp) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        tracing::error!("cannot start the QUIC endpoint on {quic_addr}: {e}");
-                        return;
-                    }
-                };
-                tracing::info!("master listening on {quic_addr} (QUIC)");
-                let acceptor = tokio::spawn(quic::accept_loop(
-                    endpoint.clone(),
-                    events_tx,
-                    reports_tx,
-                    quic_security,
-                    quic::Routing {
-                        leadership: quic_leadership,
-                        raft: quic_view,
-                    },
-                    shard_stop.clone(),
-                ));
-                while !*shard_stop.borrow() {
-                    if shard_leadership.borrow().serving {
+                while !*core_stop.borrow() {
+                    if core_leadership.borrow().serving {
                         let master = make_master();
                         publisher.stale();
                         driver::run(
@@ -250,8 +263,8 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
                             &mut events_rx,
                             &mut reports_rx,
                             &mut publisher,
-                            &mut shard_stop,
-                            &mut shard_leadership,
+                            &mut core_stop,
+                            &mut core_leadership,
                             quic_addr,
                             http_addr,
                         )
@@ -262,8 +275,8 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
                             &mut events_rx,
                             &mut reports_rx,
                             &mut publisher,
-                            &mut shard_stop,
-                            &mut shard_leadership,
+                            &mut core_stop,
+                            &mut core_leadership,
                             &idle,
                             quic_addr,
                             http_addr,
@@ -271,23 +284,15 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
                         .await;
                     }
                 }
-                endpoint.close(
-                    quinn::VarInt::from_u32(fleet_proto::frame::close::SHUTDOWN),
-                    b"master shutting down",
-                );
-                acceptor.abort();
-                // Long enough for the CLOSE frames to go out; a peer that is gone (another
-                // master stopped first) would keep a draining connection for 3 PTOs, which
-                // back off to tens of seconds, so it is not waited for.
-                let wait = std::time::Duration::from_secs(1);
-                let _ = tokio::time::timeout(wait, endpoint.wait_idle()).await;
             })
         })
-        .map_err(|e| ServerError::Thread("shard", e))?;
+        .map_err(|e| ServerError::Thread("core", e))?;
+    threads.push(core);
 
     let http_snapshots = snapshots.clone();
     let http_stop = stop_rx;
     let http_leadership = leadership.clone();
+    let http_stats = stats.clone();
     let http = std::thread::Builder::new()
         .name("fleet-http".into())
         .spawn(move || {
@@ -299,18 +304,21 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
                 http::Routing {
                     leadership: http_leadership,
                     raft: view,
+                    shards: http_stats,
                 },
                 http_stop,
             )
         })
         .map_err(|e| ServerError::Thread("http", e))?;
+    threads.push(http);
     tracing::info!("master HTTP on http://{http_addr}");
 
     Ok(MasterHandle {
         quic_addr,
         http_addr,
         stop,
-        threads: vec![shard, http],
+        threads,
+        stats,
         snapshots,
         replica,
         leadership,

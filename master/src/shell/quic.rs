@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, watch};
 use super::ServerError;
 use super::driver::{Outgoing, ReportFrame, ShellEvent};
 use super::leadership::Leadership;
+use super::net::ShardStats;
 use super::replica::{ReplicaView, transport};
 use crate::auth::{FrameworkGate, Refusal, Security, Verdict};
 use crate::core::{ConnId, Input};
@@ -75,12 +76,19 @@ pub(super) struct Routing {
     pub raft: Option<ReplicaView>,
 }
 
+/// The network shard an endpoint belongs to, and where it counts its connections.
+pub(super) struct ShardRef {
+    pub index: usize,
+    pub stats: Arc<ShardStats>,
+}
+
 pub(super) async fn accept_loop(
     endpoint: quinn::Endpoint,
     events: mpsc::UnboundedSender<ShellEvent>,
     reports: mpsc::Sender<ReportFrame>,
     security: Arc<Security>,
     routing: Routing,
+    shard: ShardRef,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -92,10 +100,14 @@ pub(super) async fn accept_loop(
         let reports = reports.clone();
         let security = security.clone();
         let routing = routing.clone();
+        let (index, stats) = (shard.index, shard.stats.clone());
         tokio::spawn(async move {
             let peer = incoming.remote_address();
             match incoming.await {
-                Ok(conn) => serve_connection(conn, events, reports, security, routing).await,
+                Ok(conn) => {
+                    let _open = stats.opened(index);
+                    serve_connection(conn, events, reports, security, routing).await
+                }
                 Err(e) => tracing::warn!(%peer, "refused peer: {}", handshake_failure(&e)),
             }
         });
