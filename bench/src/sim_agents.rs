@@ -22,6 +22,11 @@ use crate::reports::usage;
 /// agent has a socket of its own, and one driver for tens of thousands of connections
 /// falls behind.
 pub const AGENTS_PER_ENDPOINT: usize = 1_000;
+/// Client endpoints at least (fewer only for fewer agents). The master's network shards
+/// share one UDP port and the kernel picks a shard by the sender's address and port: all
+/// connections from one socket reach one shard, where real agents, each with a socket of
+/// its own, spread over all of them.
+pub const MIN_ENDPOINTS: usize = 16;
 /// Registrations in flight at once.
 const CONNECTING: usize = 256;
 /// Tries per agent before a registration failure ends the bench.
@@ -227,7 +232,7 @@ impl SimAgent {
 }
 
 /// Registers `n` agents with `master`, each offering `resources`, `CONNECTING` at a time,
-/// `AGENTS_PER_ENDPOINT` to a client endpoint. `each` gets every agent as it registers,
+/// `AGENTS_PER_ENDPOINT` to a client endpoint (at least `MIN_ENDPOINTS` of them). `each` gets every agent as it registers,
 /// before the rest do, so that registering many agents slowly does not leave the first
 /// ones silent past the master's agent timeout. A failed registration is tried again
 /// (`REGISTER_ATTEMPTS` in all).
@@ -238,7 +243,11 @@ pub async fn register_many(
     mut each: impl FnMut(SimAgent) -> Result<(), BenchError>,
 ) -> Result<Registered, BenchError> {
     use futures::StreamExt;
-    let endpoints = (0..n.div_ceil(AGENTS_PER_ENDPOINT).max(1))
+    let count = n
+        .div_ceil(AGENTS_PER_ENDPOINT)
+        .max(MIN_ENDPOINTS.min(n))
+        .max(1);
+    let endpoints = (0..count)
         .map(|_| agent_endpoint(master.ca_pem(), master.agent_identity()))
         .collect::<Result<Vec<_>, _>>()?;
     let addr = master.quic_addr();

@@ -56,22 +56,33 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     max: usize,
 ) -> Result<Option<AlignedVec>, StreamError> {
+    let mut body = AlignedVec::new();
+    Ok(read_frame_into(r, max, &mut body).await?.then_some(body))
+}
+
+/// Like [`read_frame`], into `body` (cleared first), so a reader can reuse its buffers.
+/// Returns false at a clean end of the stream.
+pub async fn read_frame_into<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+    body: &mut AlignedVec,
+) -> Result<bool, StreamError> {
     let mut prefix = [0u8; 4];
     let mut have = 0;
     while have < 4 {
         let n = r.read(&mut prefix[have..]).await?;
         if n == 0 {
             if have == 0 {
-                return Ok(None);
+                return Ok(false);
             }
             return Err(FrameError::Truncated { have, need: 4 }.into());
         }
         have += n;
     }
     let len = frame::frame_len(prefix, max)?;
-    let mut body = AlignedVec::with_capacity(len);
+    body.clear();
     body.resize(len, 0);
-    if let Err(e) = r.read_exact(&mut body).await {
+    if let Err(e) = r.read_exact(body).await {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
             return Err(FrameError::Truncated {
                 have: 4,
@@ -81,7 +92,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         }
         return Err(e.into());
     }
-    Ok(Some(body))
+    Ok(true)
 }
 
 /// Reads one frame and deserializes it into an owned message.

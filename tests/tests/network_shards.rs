@@ -1,6 +1,6 @@
-//! `--shards 2` runs two network shards on one UDP port (SO_REUSEPORT): the kernel spreads
-//! connections over both, and a framework on either shard subscribes and launches through
-//! the one core.
+//! `--shards 3` runs the core's thread and two network shards on one UDP port
+//! (SO_REUSEPORT): the kernel spreads connections over both shards, and a framework on
+//! either subscribes and launches through the one core.
 
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ fn shard_connections(metrics: &str) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_spread_over_two_shards_and_all_reach_the_core() -> Result<()> {
-    let mut dev = Dev::start(&["--shards", "2"])?;
+    let mut dev = Dev::start(&["--shards", "3"])?;
     let result = scenario(&dev).await;
     result.with_context(|| dev.log())
 }

@@ -1,10 +1,11 @@
 //! The master's network shards: one thread per shard, each a tokio-uring runtime pinned to
-//! a core, with its own quinn endpoint on the shared UDP port (`udp::bind_shards`). A
+//! a core (the core's own thread takes cpu 0, the shards the next ones), with its own
+//! quinn endpoint on the shared UDP port (`udp::bind_shards`). A
 //! shard does all of QUIC for the connections the kernel hashed to its socket: handshakes,
 //! TLS, packet I/O, stream framing, preamble checks, report validation and the framework
-//! gate. What it reads goes to the core thread on lock-free queues (tokio's mpsc: a linked
-//! list of blocks written with atomics); what the core decides comes back on each
-//! session's own queue, and the session's writer task on the shard writes it.
+//! gate. What a shard reads goes to the core's thread on lock-free queues (tokio's mpsc: a
+//! linked list of blocks written with atomics); what the core decides comes back on each
+//! session's own queue, and the session's writer task on its shard writes it.
 
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use super::driver::{ReportFrame, ShellEvent};
+use super::driver::{ReportBuffers, ReportFrame, ShellEvent};
 use super::quic;
 use crate::auth::Security;
 
@@ -99,12 +100,15 @@ pub(super) struct Shard {
     pub security: Arc<Security>,
     pub routing: quic::Routing,
     pub stats: Arc<ShardStats>,
+    pub buffers: ReportBuffers,
     pub stop: watch::Receiver<bool>,
 }
 
-/// The shard thread's body: serves its endpoint until `stop`, then closes it.
-pub(super) fn run(shard: Shard, addr: SocketAddr) {
-    pin_to_core(shard.index);
+/// A shard thread's body, pinned to the cpu `cpu_offset` past its index: serves its
+/// endpoint until `until` ends (the master stops; on a one-thread master, the core's
+/// driver runs as `until`), then closes it.
+pub(super) fn run(shard: Shard, cpu_offset: usize, addr: SocketAddr, until: impl AsyncFnOnce()) {
+    pin_to_core(shard.index + cpu_offset);
     tokio_uring::start(async move {
         let Shard {
             index,
@@ -115,7 +119,8 @@ pub(super) fn run(shard: Shard, addr: SocketAddr) {
             security,
             routing,
             stats,
-            mut stop,
+            buffers,
+            stop,
         } = shard;
         let endpoint = match quic::endpoint(config, socket) {
             Ok(e) => e,
@@ -130,10 +135,14 @@ pub(super) fn run(shard: Shard, addr: SocketAddr) {
             reports,
             security,
             routing,
-            quic::ShardRef { index, stats },
-            stop.clone(),
+            quic::ShardRef {
+                index,
+                stats,
+                buffers,
+            },
+            stop,
         ));
-        let _ = stop.wait_for(|stopped| *stopped).await;
+        until().await;
         endpoint.close(
             quinn::VarInt::from_u32(fleet_proto::frame::close::SHUTDOWN),
             b"master shutting down",
@@ -148,7 +157,7 @@ pub(super) fn run(shard: Shard, addr: SocketAddr) {
 
 /// Pins the calling thread to the `index`-th CPU this process may run on (wrapping
 /// around), so each shard keeps its core's caches. A failure only costs that.
-fn pin_to_core(index: usize) {
+pub(super) fn pin_to_core(index: usize) {
     // SAFETY: cpu_set_t is plain data; sched_getaffinity and sched_setaffinity read and
     // write at most its size for the calling thread (pid 0).
     unsafe {
@@ -168,7 +177,7 @@ fn pin_to_core(index: usize) {
         libc::CPU_SET(cpu, &mut one);
         if libc::sched_setaffinity(0, size, &one) != 0 {
             tracing::debug!(
-                "shard {index}: cannot pin to cpu {cpu}: {}",
+                "cannot pin thread {index} to cpu {cpu}: {}",
                 std::io::Error::last_os_error()
             );
         }

@@ -20,7 +20,7 @@ use fleet_proto::tls::{self, CertifiedKey};
 use tokio::sync::{mpsc, watch};
 
 use super::ServerError;
-use super::driver::{Outgoing, ReportFrame, ShellEvent};
+use super::driver::{Outgoing, ReportBuffers, ReportFrame, ShellEvent};
 use super::leadership::Leadership;
 use super::net::ShardStats;
 use super::replica::{ReplicaView, transport};
@@ -80,6 +80,8 @@ pub(super) struct Routing {
 pub(super) struct ShardRef {
     pub index: usize,
     pub stats: Arc<ShardStats>,
+    /// Where report buffers come from, and go back to once the driver read them.
+    pub buffers: ReportBuffers,
 }
 
 pub(super) async fn accept_loop(
@@ -101,12 +103,13 @@ pub(super) async fn accept_loop(
         let security = security.clone();
         let routing = routing.clone();
         let (index, stats) = (shard.index, shard.stats.clone());
+        let buffers = shard.buffers.clone();
         tokio::spawn(async move {
             let peer = incoming.remote_address();
             match incoming.await {
                 Ok(conn) => {
                     let _open = stats.opened(index);
-                    serve_connection(conn, events, reports, security, routing).await
+                    serve_connection(conn, events, reports, buffers, security, routing).await
                 }
                 Err(e) => tracing::warn!(%peer, "refused peer: {}", handshake_failure(&e)),
             }
@@ -143,6 +146,7 @@ async fn serve_connection(
     conn: quinn::Connection,
     events: mpsc::UnboundedSender<ShellEvent>,
     reports: mpsc::Sender<ReportFrame>,
+    buffers: ReportBuffers,
     security: Arc<Security>,
     routing: Routing,
 ) {
@@ -168,7 +172,7 @@ async fn serve_connection(
                 );
                 return;
             }
-            serve_agent(conn, events, reports).await;
+            serve_agent(conn, events, reports, buffers).await;
         }
         Some(ALPN_SCHEDULER) => serve_framework(conn, events, security).await,
         other => {
@@ -241,6 +245,7 @@ async fn serve_agent(
     conn: quinn::Connection,
     events: mpsc::UnboundedSender<ShellEvent>,
     reports_tx: mpsc::Sender<ReportFrame>,
+    buffers: ReportBuffers,
 ) {
     let id = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     let peer = conn.remote_address().to_string();
@@ -312,8 +317,9 @@ async fn serve_agent(
             return;
         }
         loop {
-            match stream::read_frame(&mut recv, MAX_FRAME_LEN).await {
-                Ok(Some(body)) => {
+            let mut body = buffers.take();
+            match stream::read_frame_into(&mut recv, MAX_FRAME_LEN, &mut body).await {
+                Ok(true) => {
                     if let Err(e) = frame::access::<Report>(&body) {
                         end_session(
                             &report_conn,
@@ -335,7 +341,7 @@ async fn serve_agent(
                         return;
                     }
                 }
-                Ok(None) => return,
+                Ok(false) => return,
                 Err(e) => {
                     end_session(
                         &report_conn,
