@@ -56,8 +56,10 @@ pub struct MasterArgs {
     /// that it is removed and its tasks are gone (default 600).
     #[arg(long)]
     agent_reregister_timeout: Option<f64>,
-    /// Allocator shards, each owning part of the agents; a full cycle runs them in
-    /// parallel. Default: the number of cores.
+    /// Shards: the allocator splits the agents among N shards, whose full cycles run in
+    /// parallel, and the master runs N threads, the core's and N-1 network shards with a
+    /// QUIC endpoint each on the one UDP port (one thread for both when N is 1).
+    /// Default: the number of cores.
     #[arg(long)]
     shards: Option<usize>,
     /// Credentials file (JSON, Mesos' shape: {"credentials": [{"principal": P, "secret":

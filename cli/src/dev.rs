@@ -33,7 +33,10 @@ pub struct DevArgs {
     /// Directory of device nodes scanned for GPUs (default /dev).
     #[arg(long)]
     gpu_devices: Option<PathBuf>,
-    /// Allocator shards of the master. Default: the number of cores.
+    /// Shards: the allocator splits the agents among N shards, whose full cycles run in
+    /// parallel, and the master runs N threads, the core's and N-1 network shards with a
+    /// QUIC endpoint each on the one UDP port (one thread for both when N is 1).
+    /// Default: the number of cores.
     #[arg(long)]
     shards: Option<usize>,
 }

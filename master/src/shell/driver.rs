@@ -51,9 +51,8 @@ pub(super) struct ReportFrame {
 pub(super) const REPORT_QUEUE: usize = 16_384;
 
 /// Report buffers the driver hands back to the shards once read, so that a report costs
-/// no allocation: a buffer allocated on a shard thread and freed on the driver's went
-/// back to the shard's heap only lazily, and the shards kept faulting in fresh pages
-/// (the kernel's page clearing was 9% of the master's CPU in `fleet bench reports`).
+/// neither an allocation on its network shard nor a free on the core's thread (a free
+/// across threads, which the allocator returns to the owning thread's heap only later).
 /// A lock-free queue; when it is empty a shard allocates, when full the driver frees.
 #[derive(Clone)]
 pub(super) struct ReportBuffers(std::sync::Arc<crossbeam_queue::ArrayQueue<AlignedVec>>);

@@ -1,4 +1,4 @@
-//! What the shard thread does while this master does not lead: no core runs; a
+//! What the core thread does while this master does not lead: no core runs; a
 //! connection that reached the driver anyway (accepted just before leadership moved) is
 //! closed naming the leader, operator changes are refused the same way, reports are
 //! dropped, and readers get an empty state (HTTP sends them to the leader first).

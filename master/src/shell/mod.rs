@@ -1,10 +1,12 @@
-//! The I/O shell around the master's core: a QUIC endpoint for agents and frameworks, the
+//! The I/O shell around the master's core: QUIC endpoints for agents and frameworks, the
 //! thread that drives the core, and the HTTP API with the web UI. The core decides; this
 //! module only moves bytes and time.
 //!
-//! Threads: one shard thread runs a tokio-uring runtime with the QUIC endpoint and the core
-//! driver; one HTTP thread serves snapshots of the state published by the driver, so a
-//! read of /state never waits on allocation. A replicated master (`replica/`) adds the
+//! Threads, for `--shards N`: the core's thread (a tokio-uring runtime with the driver)
+//! and N-1 network shards (`net.rs`), each a tokio-uring runtime with its own QUIC
+//! endpoint on the one UDP port; with N = 1 the core's thread serves the endpoint too.
+//! One HTTP thread serves snapshots of the state published by the driver, so a read of
+//! /state never waits on allocation. A replicated master (`replica/`) adds the
 //! Raft thread, and runs the core only while it leads (`leadership.rs`, `follower.rs`).
 
 mod driver;
