@@ -267,7 +267,8 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
             .map_err(|e| ServerError::Thread("network shard", e))?;
         threads.push(thread);
     }
-    tracing::info!("master listening on {quic_addr} (QUIC, {shard_count} network shards)");
+    let plural = if shard_count == 1 { "" } else { "s" };
+    tracing::info!("master listening on {quic_addr} (QUIC, {shard_count} network shard{plural})");
 
     // The core runs on a thread of its own, fed by every shard: under load it is the
     // busiest thread, and a thread that drove it and also served half the connections
