@@ -97,12 +97,12 @@ impl Allocator {
         };
         let key = (framework.clone(), role.to_owned());
         if let Some(held) = state.allocations.get_mut(&key) {
-            *held = held.checked_sub(resources).unwrap_or_default();
+            held.subtract_or_clear(resources);
             if held.is_empty() {
                 state.allocations.remove(&key);
             }
         }
-        state.allocated = state.allocated.checked_sub(resources).unwrap_or_default();
+        state.allocated.subtract_or_clear(resources);
         state.available.add(resources);
         state.version += 1;
         if role == UNKNOWN_ROLE {

@@ -282,7 +282,7 @@ impl Allocator {
             return false;
         };
         self.track(&framework, role, id, &offerable);
-        *available = available.checked_sub(&offerable).unwrap_or_default();
+        available.subtract_or_clear(&offerable);
         out.push(Allocation {
             framework_id: framework,
             role: role.to_owned(),

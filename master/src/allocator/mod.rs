@@ -684,7 +684,6 @@ impl Allocator {
         let Some(state) = self.agents.get(agent) else {
             return Ok(());
         };
-        let mut held = Resources::new();
         let mut pieces: Vec<(String, Resources)> = Vec::new();
         let mut remaining = resources.clone();
         let mut mine: Vec<(&String, &Resources)> = state
@@ -695,10 +694,14 @@ impl Allocator {
             .collect();
         // Stable: the named role first, the others in name order.
         mine.sort_by_key(|(r, _)| Some(r.as_str()) != role);
-        for (held_role, allocation) in mine {
-            held.add(allocation);
+        for &(held_role, allocation) in &mine {
             if remaining.is_empty() {
-                continue;
+                break;
+            }
+            // The common case, one allocation holding all of it, without the copies.
+            if allocation.contains(&remaining) {
+                pieces.push((held_role.clone(), std::mem::take(&mut remaining)));
+                break;
             }
             // Saturating subtraction twice gives the intersection with this allocation.
             let mut uncovered = remaining.clone();
@@ -711,6 +714,10 @@ impl Allocator {
             }
         }
         if !remaining.is_empty() {
+            let mut held = Resources::new();
+            for (_, allocation) in &mine {
+                held.add(allocation);
+            }
             return Err(AllocatorError::NotAllocated {
                 framework: framework.clone(),
                 agent: agent.clone(),

@@ -48,9 +48,14 @@ impl Master {
         out: &mut Vec<Output>,
     ) {
         let (taken, offers_invalid) = self.take_offers(framework_id, &offer_ids, now);
-        // RESERVE and UNRESERVE convert the offered resources (on a copy until all checks
-        // pass); the LAUNCHes are checked against the result.
-        let mut converted = taken.clone();
+        // RESERVE and UNRESERVE convert the offered resources (the offers as taken are kept
+        // until all checks pass, to give back on a refusal); the LAUNCHes are checked
+        // against the result. Without them nothing converts and nothing is copied.
+        let converts = operations
+            .iter()
+            .any(|op| !matches!(op, Operation::Launch { .. }));
+        let original = converts.then(|| taken.clone());
+        let mut converted = taken;
         let checked = match offers_invalid {
             Some(invalid) => Err(invalid),
             None => self
@@ -69,12 +74,15 @@ impl Master {
             self.apply_conversions(framework_id, &converted, conversions)
                 .map_err(Invalid::offers)
         });
-        let agent_id = taken.first().map(|r| r.offer.agent_id.clone());
+        let agent_id = converted.first().map(|r| r.offer.agent_id.clone());
         match (checked, agent_id) {
             (Ok(()), Some(agent_id)) => {
                 self.launch(framework_id, &agent_id, converted, tasks, filters, now, out)
             }
-            (Err(invalid), _) => self.refuse_launch(framework_id, taken, tasks, invalid, out),
+            (Err(invalid), _) => {
+                let taken = original.unwrap_or(converted);
+                self.refuse_launch(framework_id, taken, tasks, invalid, out)
+            }
             (Ok(()), None) => {}
         }
     }

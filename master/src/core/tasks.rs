@@ -68,10 +68,10 @@ impl Master {
         task.unacked = status.uuid;
         let recover = task.state.is_terminal() && !task.recovered;
         task.recovered |= recover;
-        let resources = task.info.resources.clone();
-        let role = task.role.clone();
+        // Copied only when they go back (most updates are STARTING or RUNNING).
+        let released = recover.then(|| (task.info.resources.clone(), task.role.clone()));
         let done = task.state.is_terminal() && task.unacked.is_none();
-        if recover {
+        if let Some((resources, role)) = released {
             self.recover(&framework_id, role.as_deref(), agent_id, &resources);
             self.allocate_agents.insert(agent_id.clone());
         }

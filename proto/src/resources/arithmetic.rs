@@ -121,6 +121,16 @@ impl Resources {
         }
     }
 
+    /// `self -= other` if `self` contains `other`, else `self` becomes empty: what
+    /// `*self = self.checked_sub(other).unwrap_or_default()` does, without the copy.
+    pub fn subtract_or_clear(&mut self, other: &Resources) {
+        if self.contains(other) {
+            self.subtract(other);
+        } else {
+            self.0.clear();
+        }
+    }
+
     /// `self - other` if `self` contains `other`, else `None`.
     pub fn checked_sub(&self, other: &Resources) -> Option<Resources> {
         if !self.contains(other) {

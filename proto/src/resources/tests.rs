@@ -143,6 +143,11 @@ fn arithmetic_is_role_aware() {
     );
     assert_eq!(total.checked_sub(&res("cpus(db):1")), None);
     assert_eq!(plus(&left, &res("cpus:1.5;ports:[31005-31005]")), total);
+    let mut in_place = total.clone();
+    in_place.subtract_or_clear(&res("cpus:1.5;ports:[31005-31005]"));
+    assert_eq!(in_place, left);
+    in_place.subtract_or_clear(&res("cpus(db):1"));
+    assert!(in_place.is_empty());
 
     let mut x = res("cpus:1;mem:10");
     x -= &res("cpus:3;disk:5");
