@@ -89,8 +89,6 @@ pub struct MasterHandle {
     snapshots: Snapshots,
     replica: Option<replica::Replica>,
     leadership: watch::Receiver<Leadership>,
-    /// Connections per network shard.
-    stats: Arc<net::ShardStats>,
     /// Keeps a lone master's leadership (always serving) alive.
     _alone: Option<watch::Sender<Leadership>>,
 }
@@ -108,11 +106,6 @@ impl MasterHandle {
     /// the driver to copy one).
     pub fn state(&self) -> Arc<Published> {
         self.snapshots.fresh_blocking()
-    }
-
-    /// QUIC sessions open on each network shard now.
-    pub fn shard_connections(&self) -> Vec<u64> {
-        self.stats.open()
     }
 
     /// Whether this master serves now, and where the leader is when it does not.
@@ -353,7 +346,6 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
         http_addr,
         stop,
         threads,
-        stats,
         snapshots,
         replica,
         leadership,

@@ -45,14 +45,6 @@ impl ShardStats {
         }
     }
 
-    /// Connections open on each shard now.
-    pub fn open(&self) -> Vec<u64> {
-        self.open
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .collect()
-    }
-
     /// Prometheus text for /metrics.
     pub fn metrics(&self) -> String {
         let mut out = String::new();
