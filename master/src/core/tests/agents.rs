@@ -9,8 +9,8 @@ use fleet_proto::task::Reason;
 use super::*;
 use crate::registry::{RegistryError, RegistryOp, RegistryState};
 
-/// One agent, one framework, one running task `t1`.
-fn running_task(sim: &mut Sim, partition_aware: bool) -> (ConnId, AgentId, ConnId, FrameworkId) {
+/// One agent, one framework, one task `t1` launched on the agent.
+fn launched_task(sim: &mut Sim, partition_aware: bool) -> (ConnId, AgentId, ConnId, FrameworkId) {
     let (aconn, agent) = sim.agent("h1", "cpus:4;mem:4096");
     let (fconn, fw) = sim.framework("f", &[], partition_aware, 600_000);
     let offer = offers(&sim.tick(), fconn).remove(0);
@@ -18,6 +18,12 @@ fn running_task(sim: &mut Sim, partition_aware: bool) -> (ConnId, AgentId, ConnI
         fconn,
         launch(vec![offer.id], vec![task("t1", &agent, "cpus:1;mem:512")]),
     );
+    (aconn, agent, fconn, fw)
+}
+
+/// One agent, one framework, one running task `t1`.
+fn running_task(sim: &mut Sim, partition_aware: bool) -> (ConnId, AgentId, ConnId, FrameworkId) {
+    let (aconn, agent, fconn, fw) = launched_task(sim, partition_aware);
     sim.update(aconn, &fw, &agent, &TaskId::from("t1"), TaskState::Running);
     (aconn, agent, fconn, fw)
 }
@@ -254,13 +260,7 @@ fn reregistration_within_timeout_keeps_tasks() {
 #[test]
 fn reregistration_tells_the_framework_nothing_the_update_stream_will() {
     let mut sim = Sim::new();
-    let (aconn, agent) = sim.agent("h1", "cpus:4;mem:4096");
-    let (fconn, fw) = sim.framework("f", &[], false, 600_000);
-    let offer = offers(&sim.tick(), fconn).remove(0);
-    sim.call(
-        fconn,
-        launch(vec![offer.id], vec![task("t1", &agent, "cpus:1;mem:512")]),
-    );
+    let (aconn, agent, fconn, fw) = launched_task(&mut sim, false);
     let t1 = TaskId::from("t1");
     sim.update(aconn, &fw, &agent, &t1, TaskState::Starting);
     disconnect_agent(&mut sim, aconn);
