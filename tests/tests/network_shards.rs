@@ -34,7 +34,52 @@ async fn connections_spread_over_two_shards_and_all_reach_the_core() -> Result<(
     result.with_context(|| dev.log())
 }
 
+/// `Cpus_allowed_list` of each thread of `pid`, by thread name.
+fn cpu_masks(pid: u32) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let dir = task?.path();
+        let name = std::fs::read_to_string(dir.join("comm"))?.trim().to_owned();
+        let status = std::fs::read_to_string(dir.join("status"))?;
+        let mask = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .context("no Cpus_allowed_list in /proc status")?
+            .trim()
+            .to_owned();
+        out.push((name, mask));
+    }
+    Ok(out)
+}
+
 async fn scenario(dev: &Dev) -> Result<()> {
+    // Network shards are pinned, one cpu each; the core's thread is not, since the
+    // allocator shards' threads it spawns for a full cycle inherit its cpu mask.
+    let pid = dev.process.pid().context("fleet dev has no pid")?;
+    let process_mask = std::fs::read_to_string(format!("/proc/{pid}/status"))?
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Cpus_allowed_list:")
+                .map(|m| m.trim().to_owned())
+        })
+        .context("no Cpus_allowed_list")?;
+    let masks = cpu_masks(pid)?;
+    println!("threads' cpus: {masks:?}");
+    let core = masks.iter().find(|(n, _)| n == "fleet-core");
+    ensure!(
+        core.is_some_and(|(_, m)| *m == process_mask),
+        "fleet-core should run on every cpu ({process_mask}): {masks:?}"
+    );
+    let nets: Vec<&(String, String)> = masks
+        .iter()
+        .filter(|(n, _)| n.starts_with("fleet-net-"))
+        .collect();
+    ensure!(nets.len() == 2, "two network shards: {masks:?}");
+    ensure!(
+        nets.iter().all(|(_, m)| m.parse::<usize>().is_ok()),
+        "each network shard pinned to one cpu: {masks:?}"
+    );
+
     let endpoint = dev.endpoint()?;
     // Each client binds its own UDP port, so the kernel hashes each to a shard by itself.
     let mut frameworks = Vec::new();

@@ -249,11 +249,12 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
     };
     for shard in shards {
         let mut stop = stop_rx.clone();
+        let shard_cpu = shard.index + 1;
         let thread = std::thread::Builder::new()
             .name(format!("fleet-net-{}", shard.index))
             .spawn(move || {
-                // Pinned past the core's cpu.
-                net::run(shard, 1, quic_addr, async || {
+                // Pinned past cpu 0, which the core's thread mostly has to itself.
+                net::run(shard, Some(shard_cpu), quic_addr, async || {
                     let _ = stop.wait_for(|stopped| *stopped).await;
                 })
             })
@@ -305,14 +306,14 @@ pub fn start(config: ServerConfig) -> Result<MasterHandle, ServerError> {
             }
         }
     };
+    // Not pinned: a full allocation cycle runs the allocator shards on threads this one
+    // spawns, and a thread inherits its creator's cpu mask, so pinning it would put every
+    // allocator shard on one cpu.
     let core = std::thread::Builder::new()
         .name("fleet-core".into())
         .spawn(move || match core_shard {
-            Some(shard) => net::run(shard, 0, quic_addr, drive),
-            None => {
-                net::pin_to_core(0);
-                tokio_uring::start(drive());
-            }
+            Some(shard) => net::run(shard, None, quic_addr, drive),
+            None => tokio_uring::start(drive()),
         })
         .map_err(|e| ServerError::Thread("core", e))?;
     threads.push(core);

@@ -1,5 +1,5 @@
 //! The master's network shards: one thread per shard, each a tokio-uring runtime pinned to
-//! a core (the core's own thread takes cpu 0, the shards the next ones), with its own
+//! a core (from cpu 1 on; the core's own thread is not pinned, see `shell::start`), with its own
 //! quinn endpoint on the shared UDP port (`udp::bind_shards`). A
 //! shard does all of QUIC for the connections the kernel hashed to its socket: handshakes,
 //! TLS, packet I/O, stream framing, preamble checks, report validation and the framework
@@ -96,11 +96,13 @@ pub(super) struct Shard {
     pub stop: watch::Receiver<bool>,
 }
 
-/// A shard thread's body, pinned to the cpu `cpu_offset` past its index: serves its
+/// A shard thread's body, pinned to the `cpu`-th allowed cpu when given: serves its
 /// endpoint until `until` ends (the master stops; on a one-thread master, the core's
-/// driver runs as `until`), then closes it.
-pub(super) fn run(shard: Shard, cpu_offset: usize, addr: SocketAddr, until: impl AsyncFnOnce()) {
-    pin_to_core(shard.index + cpu_offset);
+/// driver runs as `until`, unpinned), then closes it.
+pub(super) fn run(shard: Shard, cpu: Option<usize>, addr: SocketAddr, until: impl AsyncFnOnce()) {
+    if let Some(cpu) = cpu {
+        pin_to_core(cpu);
+    }
     tokio_uring::start(async move {
         let Shard {
             index,
@@ -149,7 +151,7 @@ pub(super) fn run(shard: Shard, cpu_offset: usize, addr: SocketAddr, until: impl
 
 /// Pins the calling thread to the `index`-th CPU this process may run on (wrapping
 /// around), so each shard keeps its core's caches. A failure only costs that.
-pub(super) fn pin_to_core(index: usize) {
+fn pin_to_core(index: usize) {
     // SAFETY: cpu_set_t is plain data; sched_getaffinity and sched_setaffinity read and
     // write at most its size for the calling thread (pid 0).
     unsafe {
